@@ -1,0 +1,264 @@
+//! The Client aggregate: a tenant, its API keys and its notification channels.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use crate::aggregate::{Aggregate, Context};
+use crate::event_family;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Send heartbeats and run events.
+    Ingest,
+    /// Read monitors, history, alerts and channels.
+    Read,
+    /// Change monitors, channels and keys.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+pub const CHANNEL_KINDS: &[&str] = &["webhook"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRegistered {
+    pub client: String,
+    pub display_name: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyIssued {
+    pub key_id: String,
+    /// SHA-256 of the secret, hex. The secret itself is never stored.
+    pub secret_hash: String,
+    pub scopes: Vec<Scope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRevoked {
+    pub key_id: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelAdded {
+    pub channel_id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub config: Value,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelRemoved {
+    pub channel_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+event_family! {
+    pub enum ClientEvent {
+        ClientRegistered(ClientRegistered),
+        KeyIssued(KeyIssued),
+        KeyRevoked(KeyRevoked),
+        ChannelAdded(ChannelAdded),
+        ChannelRemoved(ChannelRemoved),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientCommand {
+    Register {
+        client: String,
+        display_name: String,
+    },
+    IssueKey {
+        key_id: String,
+        secret_hash: String,
+        scopes: Vec<Scope>,
+        label: Option<String>,
+        expires_at: Option<DateTime<Utc>>,
+    },
+    RevokeKey {
+        key_id: String,
+        by: Option<String>,
+    },
+    AddChannel {
+        channel_id: Uuid,
+        name: String,
+        kind: String,
+        config: Value,
+    },
+    RemoveChannel {
+        channel_id: Uuid,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("no client `{0}`")]
+    NotFound(String),
+    #[error("a client `{0}` already exists")]
+    AlreadyExists(String),
+    #[error("no key `{0}`")]
+    KeyNotFound(String),
+    #[error("no channel `{0}`")]
+    ChannelNotFound(Uuid),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyState {
+    pub scopes: Vec<Scope>,
+    pub issued_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelState {
+    pub name: String,
+    pub kind: String,
+    pub config: Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Client {
+    pub registered: bool,
+    pub name: String,
+    pub keys: BTreeMap<String, KeyState>,
+    pub channels: BTreeMap<Uuid, ChannelState>,
+}
+
+/// Checks a channel's configuration for its kind.
+pub fn check_channel(kind: &str, config: &Value) -> Result<(), String> {
+    if !CHANNEL_KINDS.contains(&kind) {
+        return Err(format!("unknown channel kind `{kind}`; known kinds: {}", CHANNEL_KINDS.join(", ")));
+    }
+    let Some(obj) = config.as_object() else {
+        return Err("config must be a JSON object".into());
+    };
+    match kind {
+        "webhook" => {
+            let url = obj.get("url").and_then(Value::as_str).ok_or("a webhook channel needs config.url")?;
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .ok_or_else(|| format!("config.url `{url}` must start with http:// or https://"))?;
+            if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
+                return Err(format!("config.url `{url}` is not a valid URL"));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+pub struct ClientAggregate;
+
+impl Aggregate for ClientAggregate {
+    type State = Client;
+    type Command = ClientCommand;
+    type Event = ClientEvent;
+    type Error = ClientError;
+    const STATE_VERSION: i32 = 1;
+
+    fn decide(state: &Client, command: ClientCommand, ctx: &Context) -> Result<Vec<ClientEvent>, ClientError> {
+        if !state.registered && !matches!(command, ClientCommand::Register { .. }) {
+            return Err(ClientError::NotFound(state.name.clone()));
+        }
+        let at = ctx.now;
+        Ok(match command {
+            ClientCommand::Register { client, display_name } => {
+                if state.registered {
+                    return Err(ClientError::AlreadyExists(client));
+                }
+                vec![ClientEvent::ClientRegistered(ClientRegistered { client, display_name, at })]
+            }
+            ClientCommand::IssueKey { key_id, secret_hash, scopes, label, expires_at } => {
+                if state.keys.contains_key(&key_id) {
+                    return Err(ClientError::Conflict(format!("key `{key_id}` already exists")));
+                }
+                if scopes.is_empty() {
+                    return Err(ClientError::Invalid("a key needs at least one scope".into()));
+                }
+                vec![ClientEvent::KeyIssued(KeyIssued { key_id, secret_hash, scopes, label, at, expires_at })]
+            }
+            ClientCommand::RevokeKey { key_id, by } => match state.keys.get(&key_id) {
+                None => return Err(ClientError::KeyNotFound(key_id)),
+                Some(key) if key.revoked_at.is_some() => vec![],
+                Some(_) => vec![ClientEvent::KeyRevoked(KeyRevoked { key_id, at, by })],
+            },
+            ClientCommand::AddChannel { channel_id, name, kind, config } => {
+                if name.trim().is_empty() || name.chars().count() > 100 {
+                    return Err(ClientError::Invalid("a channel name must have 1 to 100 characters".into()));
+                }
+                if state.channels.values().any(|c| c.name == name) {
+                    return Err(ClientError::Conflict(format!("a channel named `{name}` already exists")));
+                }
+                check_channel(&kind, &config).map_err(ClientError::Invalid)?;
+                vec![ClientEvent::ChannelAdded(ChannelAdded { channel_id, name, kind, config, at })]
+            }
+            ClientCommand::RemoveChannel { channel_id } => {
+                if !state.channels.contains_key(&channel_id) {
+                    return Err(ClientError::ChannelNotFound(channel_id));
+                }
+                vec![ClientEvent::ChannelRemoved(ChannelRemoved { channel_id, at })]
+            }
+        })
+    }
+
+    fn evolve(mut state: Client, event: &ClientEvent) -> Client {
+        match event {
+            ClientEvent::ClientRegistered(e) => {
+                state.registered = true;
+                state.name = e.client.clone();
+            }
+            ClientEvent::KeyIssued(e) => {
+                state
+                    .keys
+                    .insert(e.key_id.clone(), KeyState { scopes: e.scopes.clone(), issued_at: e.at, revoked_at: None });
+            }
+            ClientEvent::KeyRevoked(e) => {
+                if let Some(key) = state.keys.get_mut(&e.key_id) {
+                    key.revoked_at = Some(e.at);
+                }
+            }
+            ClientEvent::ChannelAdded(e) => {
+                state.channels.insert(
+                    e.channel_id,
+                    ChannelState { name: e.name.clone(), kind: e.kind.clone(), config: e.config.clone() },
+                );
+            }
+            ClientEvent::ChannelRemoved(e) => {
+                state.channels.remove(&e.channel_id);
+            }
+        }
+        state
+    }
+}

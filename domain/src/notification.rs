@@ -1,0 +1,64 @@
+//! Outcomes of notification attempts. A notification is one (alert, transition, channel); its
+//! id is derived from those three, so every attempt carries the same idempotency key.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event_family;
+
+const NOTIFICATION_NAMESPACE: Uuid = Uuid::from_u128(0x0c9e_5a3e_1f6d_4c7a_8d2b_6e4f_9a1b_c002);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    Opened,
+    Resolved,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Opened => "opened",
+            Transition::Resolved => "resolved",
+        }
+    }
+}
+
+/// The idempotency key of one notification.
+pub fn notification_id(alert_id: Uuid, transition: Transition, channel_id: Uuid) -> Uuid {
+    Uuid::new_v5(&NOTIFICATION_NAMESPACE, format!("{alert_id}/{}/{channel_id}", transition.as_str()).as_bytes())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationDelivered {
+    pub notification_id: Uuid,
+    pub channel_id: Uuid,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationAttemptFailed {
+    pub notification_id: Uuid,
+    pub channel_id: Uuid,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    pub error: String,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+event_family! {
+    pub enum NotificationEvent {
+        NotificationDelivered(NotificationDelivered),
+        NotificationAttemptFailed(NotificationAttemptFailed),
+    }
+}
+
+/// Exponential backoff after `attempt` failed attempts: 1s, 2s, 4s, … capped at `max_ms`.
+pub fn backoff_ms(attempt: u32, max_ms: i64) -> i64 {
+    let exp = attempt.saturating_sub(1).min(30);
+    (1000i64 << exp).min(max_ms)
+}

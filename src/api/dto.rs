@@ -1,0 +1,174 @@
+//! Shapes on the wire. Kept apart from domain types, so the domain can change without breaking
+//! scripts, and documented for the OpenAPI spec.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use telltale_domain::monitor::{Monitor, MonitorConfig};
+use telltale_domain::schedule::Schedule;
+use telltale_domain::span::Span;
+use utoipa::ToSchema;
+
+use super::ApiError;
+
+/// A duration: `"45s"`, `"5m"`, `"2h"`, `"1d"`, `"1h30m"`, or whole seconds as a number.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum DurationInput {
+    Text(String),
+    Seconds(i64),
+}
+
+impl DurationInput {
+    pub fn to_span(&self, field: &str) -> Result<Span, ApiError> {
+        let parsed = match self {
+            DurationInput::Text(t) => Span::parse(t),
+            DurationInput::Seconds(s) => Span::from_secs_checked(*s),
+        };
+        parsed.map_err(|e| ApiError::unprocessable("invalid_duration", format!("{field}: {e}")))
+    }
+}
+
+/// When signals are expected. This build knows `every`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleInput {
+    /// A signal is expected this long after the previous one.
+    pub every: Option<DurationInput>,
+}
+
+impl ScheduleInput {
+    pub fn to_schedule(&self) -> Result<Schedule, ApiError> {
+        let every = self.every.as_ref().ok_or_else(|| {
+            ApiError::unprocessable("invalid_schedule", "schedule needs `every`, e.g. {\"every\": \"5m\"}")
+        })?;
+        Schedule::every(every.to_span("schedule.every")?)
+            .map_err(|e| ApiError::unprocessable("invalid_schedule", e.to_string()))
+    }
+}
+
+fn seconds(span: Span) -> Decimal {
+    Decimal::new(span.as_millis(), 3).normalize()
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleOut {
+    /// The period, as a duration string.
+    #[schema(example = "30s")]
+    pub every: String,
+    /// The period in seconds.
+    #[schema(value_type = f64, example = 30)]
+    pub every_seconds: Decimal,
+}
+
+impl From<&Schedule> for ScheduleOut {
+    fn from(s: &Schedule) -> ScheduleOut {
+        match s {
+            Schedule::Every { period } => ScheduleOut { every: period.to_string(), every_seconds: seconds(*period) },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastRunOut {
+    pub run_id: String,
+    /// `completed` or `failed`.
+    pub outcome: String,
+    pub finished_at: DateTime<Utc>,
+    pub exit_code: Option<i32>,
+    #[schema(value_type = Option<f64>)]
+    pub duration_seconds: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OpenAlertOut {
+    pub alert_id: uuid::Uuid,
+    /// `missed` or `failed`.
+    pub cause: String,
+    pub opened_at: DateTime<Utc>,
+}
+
+/// A monitor and its current status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MonitorOut {
+    #[schema(example = "nightly-sync")]
+    pub slug: String,
+    pub name: String,
+    /// `new`, `up`, `late`, `down`, `failing` or `paused`.
+    #[schema(example = "up")]
+    pub status: String,
+    pub schedule: ScheduleOut,
+    #[schema(example = "5m")]
+    pub grace: String,
+    #[schema(value_type = f64)]
+    pub grace_seconds: Decimal,
+    pub max_runtime: Option<String>,
+    pub tags: Vec<String>,
+    pub paused: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    /// The last sign of life of any kind.
+    pub last_signal_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// When the next signal is expected.
+    pub expected_at: Option<DateTime<Utc>>,
+    /// When silence becomes a miss and an alert opens.
+    pub next_deadline_at: Option<DateTime<Utc>>,
+    /// The host of the last signal that named one.
+    pub host: Option<String>,
+    pub last_run: Option<LastRunOut>,
+    /// Runs started and not finished.
+    pub open_runs: usize,
+    /// Alerts open on this monitor.
+    pub alerts: Vec<OpenAlertOut>,
+}
+
+impl MonitorOut {
+    pub fn of(state: &Monitor, now: DateTime<Utc>, service_started_at: DateTime<Utc>) -> MonitorOut {
+        let config = state.config.clone().unwrap_or_else(|| MonitorConfig {
+            name: String::new(),
+            schedule: Schedule::Every { period: Span::from_secs(60) },
+            grace: Span::ZERO,
+            max_runtime: None,
+            tags: vec![],
+        });
+        let deadline = state.effective_deadline(service_started_at);
+        let expected_at = deadline.map(|d| d - config.grace.to_delta());
+        MonitorOut {
+            slug: state.slug.clone(),
+            name: config.name.clone(),
+            status: telltale_domain::monitor::late_or(state.status(), expected_at, now).as_str().to_string(),
+            schedule: ScheduleOut::from(&config.schedule),
+            grace: config.grace.to_string(),
+            grace_seconds: seconds(config.grace),
+            max_runtime: config.max_runtime.map(|r| r.to_string()),
+            tags: config.tags.clone(),
+            paused: state.paused,
+            created_at: state.created_at,
+            last_signal_at: state.last_signal_at,
+            last_heartbeat_at: state.last_heartbeat_at,
+            expected_at,
+            next_deadline_at: deadline,
+            host: state.host.clone(),
+            last_run: state.last_run.as_ref().map(|r| LastRunOut {
+                run_id: r.run_id.clone(),
+                outcome: match r.outcome {
+                    telltale_domain::monitor::RunOutcome::Completed => "completed".into(),
+                    telltale_domain::monitor::RunOutcome::Failed => "failed".into(),
+                },
+                finished_at: r.finished_at,
+                exit_code: r.exit_code,
+                duration_seconds: r.duration_ms.map(|ms| Decimal::new(ms, 3).normalize()),
+            }),
+            open_runs: state.open_runs.len(),
+            alerts: state
+                .alerts
+                .iter()
+                .map(|(cause, a)| OpenAlertOut {
+                    alert_id: a.alert_id,
+                    cause: cause.as_str().into(),
+                    opened_at: a.opened_at,
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Ingest: what monitored processes send. Every 2xx answer means the event is durably in the
+//! log (the append was committed before the answer), and a retry with the same `event_id` is
+//! recognised and not counted twice.
+
+use actix_web::HttpRequest;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::web::{self, Data, Json, Path};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use telltale_domain::EventPayload;
+use telltale_domain::client::Scope;
+use telltale_domain::ids::streams;
+use telltale_domain::monitor::{MonitorCommand, MonitorEvent, Signal, SignalDetails, SignalKind};
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+use super::dto::MonitorOut;
+use super::monitors::check_slug;
+use super::{ApiError, Caller, ErrorBody, body};
+use crate::app::App;
+
+#[derive(OpenApi)]
+#[openapi(paths(heartbeat, event, batch))]
+pub struct Api;
+
+/// Events in one batch at most.
+pub const MAX_BATCH: usize = 500;
+const MAX_EVENT_ID_LEN: usize = 128;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/v1/monitors/{slug}/heartbeat", "POST").route(web::post().to(heartbeat)));
+    cfg.service(super::resource("/v1/monitors/{slug}/events/batch", "POST").route(web::post().to(batch)));
+}
+
+/// One event from a monitored process.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct EventInput {
+    /// `heartbeat`, `started`, `running`, `completed` or `failed`.
+    #[serde(rename = "type")]
+    #[schema(example = "completed")]
+    pub kind: Option<String>,
+    /// Pairs the events of one run. Issued by the server on `started` when absent.
+    pub run_id: Option<String>,
+    /// The process's exit code; any non-zero code makes `completed` a failure.
+    pub exit_code: Option<i64>,
+    pub message: Option<String>,
+    /// A JSON object, at most 16 KiB.
+    pub metadata: Option<Value>,
+    /// Metrics of a heartbeat, a JSON object.
+    pub metrics: Option<Value>,
+    /// A heartbeat's own status word, kept as sent.
+    pub status: Option<String>,
+    /// The tail of the process's output; only the last 64 KiB are kept.
+    pub output: Option<String>,
+    /// The sender's clock (RFC 3339). Kept for drift reports; never used for detection.
+    pub sent_at: Option<String>,
+    pub host: Option<String>,
+    /// The sender's id for this event: a retry with the same id is recorded once.
+    pub event_id: Option<String>,
+}
+
+/// What was recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestAck {
+    /// The event type recorded, e.g. `HeartbeatReceived`, `RunStarted`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The event's position in the log.
+    pub position: i64,
+    /// The run this event belongs to, for run events.
+    pub run_id: Option<String>,
+    /// True when this `event_id` was already recorded: nothing new was added.
+    pub duplicate: bool,
+    /// The monitor after this event.
+    pub monitor: MonitorOut,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchInput {
+    /// At most 500 events, recorded in order.
+    pub events: Vec<EventInput>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchAck {
+    pub results: Vec<IngestAck>,
+}
+
+/// A validated event, ready to become a command.
+struct Prepared {
+    signal: Signal,
+    event_id: Option<String>,
+}
+
+fn prepare(input: EventInput, default_kind: SignalKind, lossy: bool) -> Result<Prepared, ApiError> {
+    let kind = match &input.kind {
+        None => default_kind,
+        Some(k) => SignalKind::parse(k).ok_or_else(|| {
+            ApiError::unprocessable(
+                "unknown_event_type",
+                format!("unknown event type `{k}`; use heartbeat, started, running, completed or failed"),
+            )
+        })?,
+    };
+    let exit_code = input
+        .exit_code
+        .map(|c| {
+            i32::try_from(c)
+                .map_err(|_| ApiError::unprocessable("invalid_value", format!("exit_code {c} is not a 32-bit integer")))
+        })
+        .transpose()?;
+    let sent_at = input
+        .sent_at
+        .as_deref()
+        .map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::unprocessable("invalid_value", format!("sent_at `{s}` is not an RFC 3339 time")))
+        })
+        .transpose()?;
+    if let Some(id) = &input.event_id
+        && (id.is_empty() || id.len() > MAX_EVENT_ID_LEN)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_value",
+            format!("event_id must have 1 to {MAX_EVENT_ID_LEN} bytes"),
+        ));
+    }
+    let prepared = Prepared {
+        signal: Signal {
+            kind: Some(kind),
+            run_id: input.run_id,
+            fresh_run_id: Uuid::new_v4().to_string(),
+            exit_code,
+            status: input.status,
+            metrics: input.metrics,
+            output: input.output,
+            output_lossy: lossy && input.kind.is_some(),
+            details: SignalDetails { sent_at, host: input.host, message: input.message, metadata: input.metadata },
+        },
+        event_id: input.event_id,
+    };
+    telltale_domain::monitor::check_signal(&prepared.signal)?;
+    Ok(prepared)
+}
+
+async fn record(app: &App, client: &str, slug: &str, prepared: Prepared) -> Result<IngestAck, ApiError> {
+    let stream = streams::monitor(client, slug);
+    let outcome =
+        app.monitors.execute(&stream, MonitorCommand::Signal(Box::new(prepared.signal)), prepared.event_id).await?;
+    let (position, fact) = outcome
+        .events
+        .iter()
+        .rev()
+        .find(|(_, e)| !e.is_derived() && !matches!(e, MonitorEvent::MonitorResumed(_)))
+        .or_else(|| outcome.events.last())
+        .ok_or_else(|| ApiError::internal("a signal produced no event"))?;
+    Ok(IngestAck {
+        event_type: fact.event_type().to_string(),
+        position: *position,
+        run_id: fact.run_id().map(str::to_string),
+        duplicate: outcome.duplicate,
+        monitor: MonitorOut::of(&outcome.state, app.clock.now(), app.started_at),
+    })
+}
+
+fn is_json(req: &HttpRequest, bytes: &[u8]) -> bool {
+    let declared = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    declared.contains("json") || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Records a heartbeat. The body may be empty, a JSON event (its `type` defaults to
+/// `heartbeat`), or plain text, kept as the message (bytes that are not UTF-8 are replaced).
+#[utoipa::path(post, path = "/v1/monitors/{slug}/heartbeat", tag = "ingest", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    request_body(content = Option<EventInput>, description = "Optional"),
+    responses((status = 200, body = IngestAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn heartbeat(
+    app: Data<App>,
+    caller: Caller,
+    slug: Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<Json<IngestAck>, ApiError> {
+    caller.require(Scope::Ingest)?;
+    check_slug(&slug)?;
+    let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
+    let input = if bytes.iter().all(u8::is_ascii_whitespace) {
+        EventInput::default()
+    } else if is_json(&req, &bytes) {
+        body::json(&bytes)?
+    } else {
+        let text = String::from_utf8_lossy(&bytes);
+        let mut message = text.trim().to_string();
+        let limit = telltale_domain::monitor::MAX_MESSAGE_BYTES;
+        if message.len() > limit {
+            let mut cut = limit;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        EventInput { message: Some(message), ..EventInput::default() }
+    };
+    let lossy = std::str::from_utf8(&bytes).is_err();
+    let prepared = prepare(input, SignalKind::Heartbeat, lossy)?;
+    Ok(Json(record(&app, &caller.client, &slug, prepared).await?))
+}
+
+/// Records one event of a run's lifecycle, or a heartbeat.
+#[utoipa::path(post, path = "/v1/monitors/{slug}/events", tag = "ingest", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    request_body = EventInput,
+    responses((status = 200, body = IngestAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn event(
+    app: Data<App>,
+    caller: Caller,
+    slug: Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<Json<IngestAck>, ApiError> {
+    caller.require(Scope::Ingest)?;
+    check_slug(&slug)?;
+    let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
+    let input: EventInput = body::json(&bytes)?;
+    if input.kind.is_none() {
+        return Err(ApiError::unprocessable(
+            "missing_type",
+            "an event needs a `type`: heartbeat, started, running, completed or failed",
+        ));
+    }
+    let lossy = std::str::from_utf8(&bytes).is_err();
+    let prepared = prepare(input, SignalKind::Heartbeat, lossy)?;
+    Ok(Json(record(&app, &caller.client, &slug, prepared).await?))
+}
+
+/// Records many events of one monitor, in order. Every event is checked first: one invalid
+/// event refuses the whole batch and nothing is recorded.
+#[utoipa::path(post, path = "/v1/monitors/{slug}/events/batch", tag = "ingest", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    request_body = BatchInput,
+    responses((status = 200, body = BatchAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn batch(
+    app: Data<App>,
+    caller: Caller,
+    slug: Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<Json<BatchAck>, ApiError> {
+    caller.require(Scope::Ingest)?;
+    check_slug(&slug)?;
+    let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
+    let input: BatchInput = body::json(&bytes)?;
+    if input.events.is_empty() || input.events.len() > MAX_BATCH {
+        return Err(ApiError::unprocessable("invalid_batch", format!("a batch holds 1 to {MAX_BATCH} events")));
+    }
+    let lossy = std::str::from_utf8(&bytes).is_err();
+    let mut prepared = Vec::with_capacity(input.events.len());
+    for (i, event) in input.events.into_iter().enumerate() {
+        if event.kind.is_none() {
+            return Err(ApiError::unprocessable("missing_type", format!("events[{i}] needs a `type`")));
+        }
+        prepared.push(prepare(event, SignalKind::Heartbeat, lossy).map_err(|mut e| {
+            e.message = format!("events[{i}]: {}", e.message);
+            e
+        })?);
+    }
+    let state = app.monitors.state(&streams::monitor(&caller.client, &slug)).await?;
+    if !state.exists() {
+        return Err(telltale_domain::monitor::MonitorError::NotFound(slug.to_string()).into());
+    }
+    let mut results = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        results.push(record(&app, &caller.client, &slug, p).await?);
+    }
+    Ok(Json(BatchAck { results }))
+}

@@ -1,0 +1,296 @@
+//! Monitors: create, list, read, change, pause, resume, delete, and their event history.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::web::{self, Data, Json, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use telltale_domain::client::Scope;
+use telltale_domain::ids::{self, streams};
+use telltale_domain::monitor::{MonitorCommand, MonitorConfig};
+use telltale_domain::span::Span;
+use telltale_projections::models::{history, monitors};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::dto::{DurationInput, MonitorOut, ScheduleInput};
+use super::{ApiError, Caller, ErrorBody, body};
+use crate::app::App;
+
+#[derive(OpenApi)]
+#[openapi(paths(list, create, get, update, delete, pause, resume, events))]
+pub struct Api;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/v1/monitors", "GET, POST").route(web::get().to(list)).route(web::post().to(create)));
+    cfg.service(
+        super::resource("/v1/monitors/{slug}", "GET, PATCH, DELETE")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
+    cfg.service(super::resource("/v1/monitors/{slug}/pause", "POST").route(web::post().to(pause)));
+    cfg.service(super::resource("/v1/monitors/{slug}/resume", "POST").route(web::post().to(resume)));
+    cfg.service(
+        super::resource("/v1/monitors/{slug}/events", "GET, POST")
+            .route(web::get().to(events))
+            .route(web::post().to(super::ingest::event)),
+    );
+}
+
+pub fn check_slug(slug: &str) -> Result<(), ApiError> {
+    ids::validate_slug(slug).map_err(|e| ApiError::unprocessable("invalid_slug", e.to_string()))
+}
+
+/// A new monitor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMonitor {
+    /// Unique within the client: lowercase letters, digits, `-`, `_`, `.`, `@`; at most 64.
+    #[schema(example = "nightly-sync")]
+    pub slug: String,
+    /// A name for people; defaults to the slug.
+    #[schema(example = "Nightly sync")]
+    pub name: Option<String>,
+    pub schedule: ScheduleInput,
+    /// How late a signal may be before it counts as missed. Defaults to 0s.
+    pub grace: Option<DurationInput>,
+    /// The longest a run may take.
+    pub max_runtime: Option<DurationInput>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Changes to a monitor; absent fields are kept.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMonitor {
+    pub name: Option<String>,
+    pub schedule: Option<ScheduleInput>,
+    pub grace: Option<DurationInput>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<DurationInput>)]
+    pub max_runtime: Option<Option<DurationInput>>,
+    pub tags: Option<Vec<String>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<DurationInput>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MonitorList {
+    pub monitors: Vec<MonitorOut>,
+}
+
+fn optional_span(input: &Option<DurationInput>, field: &str) -> Result<Option<Span>, ApiError> {
+    input.as_ref().map(|d| d.to_span(field)).transpose()
+}
+
+async fn current(app: &App, caller: &Caller, slug: &str) -> Result<telltale_domain::monitor::Monitor, ApiError> {
+    check_slug(slug)?;
+    let state = app.monitors.state(&streams::monitor(&caller.client, slug)).await?;
+    if !state.exists() {
+        return Err(telltale_domain::monitor::MonitorError::NotFound(slug.to_string()).into());
+    }
+    Ok(state)
+}
+
+fn out(app: &App, state: &telltale_domain::monitor::Monitor) -> MonitorOut {
+    MonitorOut::of(state, app.clock.now(), app.started_at)
+}
+
+/// Lists the monitors of the key's client.
+#[utoipa::path(get, path = "/v1/monitors", tag = "monitors", security(("bearer" = [])),
+    responses((status = 200, body = MonitorList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(app: Data<App>, caller: Caller) -> Result<Json<MonitorList>, ApiError> {
+    caller.require(Scope::Read)?;
+    app.consistent().await;
+    let now = app.clock.now();
+    let rows = monitors::list(&app.read.pool, Some(&caller.client)).await?;
+    Ok(Json(MonitorList { monitors: rows.iter().map(|v| MonitorOut::of(&v.state, now, app.started_at)).collect() }))
+}
+
+/// Creates a monitor.
+#[utoipa::path(post, path = "/v1/monitors", tag = "monitors", security(("bearer" = [])), request_body = CreateMonitor,
+    responses((status = 201, body = MonitorOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create(
+    app: Data<App>,
+    caller: Caller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
+    let input: CreateMonitor = body::json(&bytes)?;
+    check_slug(&input.slug)?;
+    let config = MonitorConfig {
+        name: input.name.clone().unwrap_or_else(|| input.slug.clone()),
+        schedule: input.schedule.to_schedule()?,
+        grace: optional_span(&input.grace, "grace")?.unwrap_or(Span::ZERO),
+        max_runtime: optional_span(&input.max_runtime, "max_runtime")?,
+        tags: input.tags,
+    };
+    let command = MonitorCommand::Create { client: caller.client.clone(), slug: input.slug.clone(), config };
+    let outcome = app.monitors.execute(&streams::monitor(&caller.client, &input.slug), command, None).await?;
+    Ok(HttpResponse::build(StatusCode::CREATED)
+        .insert_header((LOCATION, format!("/v1/monitors/{}", input.slug)))
+        .json(out(&app, &outcome.state)))
+}
+
+/// Reads one monitor.
+#[utoipa::path(get, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn get(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<Json<MonitorOut>, ApiError> {
+    caller.require(Scope::Read)?;
+    let state = current(&app, &caller, &slug).await?;
+    Ok(Json(out(&app, &state)))
+}
+
+/// Changes a monitor's configuration.
+#[utoipa::path(patch, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = [])), request_body = UpdateMonitor,
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    responses((status = 200, body = MonitorOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update(
+    app: Data<App>,
+    caller: Caller,
+    slug: Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<Json<MonitorOut>, ApiError> {
+    caller.require(Scope::Admin)?;
+    check_slug(&slug)?;
+    let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
+    let input: UpdateMonitor = body::json(&bytes)?;
+    let state = current(&app, &caller, &slug).await?;
+    let mut config = state.config.clone().ok_or_else(|| ApiError::internal("a live monitor without configuration"))?;
+    if let Some(name) = input.name {
+        config.name = name;
+    }
+    if let Some(schedule) = &input.schedule {
+        config.schedule = schedule.to_schedule()?;
+    }
+    if let Some(grace) = &input.grace {
+        config.grace = grace.to_span("grace")?;
+    }
+    if let Some(max_runtime) = &input.max_runtime {
+        config.max_runtime = optional_span(max_runtime, "max_runtime")?;
+    }
+    if let Some(tags) = input.tags {
+        config.tags = tags;
+    }
+    let outcome = app
+        .monitors
+        .execute(&streams::monitor(&caller.client, &slug), MonitorCommand::Reconfigure { config }, None)
+        .await?;
+    Ok(Json(out(&app, &outcome.state)))
+}
+
+async fn simple(app: &App, caller: &Caller, slug: &str, command: MonitorCommand) -> Result<MonitorOut, ApiError> {
+    caller.require(Scope::Admin)?;
+    check_slug(slug)?;
+    let outcome = app.monitors.execute(&streams::monitor(&caller.client, slug), command, None).await?;
+    Ok(out(app, &outcome.state))
+}
+
+/// Deletes a monitor. Its history stays in the log.
+#[utoipa::path(delete, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<HttpResponse, ApiError> {
+    simple(&app, &caller, &slug, MonitorCommand::Delete).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Pauses a monitor: no deadlines, no alerts, until it is resumed or signals again.
+#[utoipa::path(post, path = "/v1/monitors/{slug}/pause", tag = "monitors", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn pause(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<Json<MonitorOut>, ApiError> {
+    Ok(Json(simple(&app, &caller, &slug, MonitorCommand::Pause).await?))
+}
+
+/// Resumes a paused monitor; its next deadline counts from now.
+#[utoipa::path(post, path = "/v1/monitors/{slug}/resume", tag = "monitors", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn resume(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<Json<MonitorOut>, ApiError> {
+    Ok(Json(simple(&app, &caller, &slug, MonitorCommand::Resume).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only events with a position below this (for the next page).
+    pub before: Option<i64>,
+    /// At most this many events (1 to 500, default 100).
+    pub limit: Option<i64>,
+    /// Only events of this type, e.g. `HeartbeatReceived`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub event_type: Option<String>,
+}
+
+/// One recorded event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEvent {
+    /// Position in the log; increases with every event.
+    pub position: i64,
+    /// The event type, e.g. `HeartbeatReceived`, `RunFailed`, `AlertOpened`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub at: DateTime<Utc>,
+    pub run_id: Option<String>,
+    /// The event's recorded fields.
+    pub data: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub events: Vec<HistoryEvent>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// A monitor's event history, newest first.
+#[utoipa::path(get, path = "/v1/monitors/{slug}/events", tag = "monitors", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug"), HistoryQuery),
+    responses((status = 200, body = HistoryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn events(
+    app: Data<App>,
+    caller: Caller,
+    slug: Path<String>,
+    query: Query<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    current(&app, &caller, &slug).await?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::unprocessable("invalid_value", "limit must be between 1 and 500"));
+    }
+    app.consistent().await;
+    let items =
+        history::page(&app.read.pool, &caller.client, &slug, query.before, query.event_type.as_deref(), limit).await?;
+    let next_before = (items.len() as i64 == limit).then(|| items.last().map(|i| i.position)).flatten();
+    Ok(Json(HistoryPage {
+        events: items
+            .into_iter()
+            .map(|i| HistoryEvent {
+                position: i.position,
+                event_type: i.event_type,
+                at: i.at,
+                run_id: i.run_id,
+                data: i.data,
+            })
+            .collect(),
+        next_before,
+    }))
+}

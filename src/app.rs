@@ -1,0 +1,191 @@
+//! The services one telltale process runs, wired together: the log, the read models and their
+//! runner, the command handlers, the detector. The HTTP server and the CLI both use this.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+use telltale_domain::EventPayload;
+use telltale_domain::client::{ClientAggregate, ClientCommand, Scope};
+use telltale_domain::ids::{self, streams};
+use telltale_domain::monitor::MonitorAggregate;
+use telltale_domain::system::{ServiceStarted, ServiceStopped, SystemEvent};
+use telltale_projections::{Projector, ReadDb};
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::commands::{CommandError, Handler};
+use crate::config::Config;
+use crate::detector::Detector;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError};
+
+/// How long a read waits for the read models to catch up with the log before it answers from
+/// what they hold.
+const CONSISTENT_READ_WAIT: Duration = Duration::from_secs(2);
+
+pub struct App {
+    pub config: Config,
+    pub clock: SharedClock,
+    pub store: Arc<dyn EventStore>,
+    pub read: ReadDb,
+    pub projector: Arc<Projector>,
+    pub monitors: Arc<Handler<MonitorAggregate>>,
+    pub clients: Arc<Handler<ClientAggregate>>,
+    pub detector: Arc<Detector>,
+    pub node_id: Uuid,
+    /// When this process started to receive (recorded as `ServiceStarted` for a server).
+    pub started_at: DateTime<Utc>,
+}
+
+/// Whether opening records a service start: a server does, a CLI command does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Cli,
+}
+
+/// A newly issued API key. The token is shown once and never stored.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub key_id: String,
+    pub token: String,
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Splits `tt_<id>_<secret>` into id and secret.
+pub fn parse_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix("tt_")?;
+    let (id, secret) = rest.split_once('_')?;
+    let hexish = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hexish(id) && hexish(secret) && id.len() == 16 && secret.len() == 64).then_some((id, secret))
+}
+
+impl App {
+    pub async fn open(config: Config, clock: SharedClock, role: Role) -> anyhow::Result<Arc<App>> {
+        install_crypto();
+        if !config.database_url.starts_with("sqlite:") {
+            anyhow::bail!(
+                "unsupported database URL `{}`: this build stores its log in SQLite (sqlite://path/to/file.db)",
+                config.database_url
+            );
+        }
+        let gate: crate::store::WriteGate = Arc::default();
+        let sqlite = SqliteStore::open(&config.database_url, clock.clone(), gate.clone()).await?;
+        let store: Arc<dyn EventStore> = Arc::new(sqlite);
+        sqlx::any::install_default_drivers();
+        let read_pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            })
+            .connect(&config.database_url)
+            .await?;
+        let read = ReadDb { pool: read_pool, gate: Some(gate) };
+        let projector = Arc::new(Projector::new(read.clone(), store.clone(), telltale_projections::all()));
+        projector.prepare().await?;
+        projector.catch_up().await?;
+
+        let node_id = Uuid::new_v4();
+        let started_at = match role {
+            Role::Server => {
+                let at = clock.now();
+                let event = SystemEvent::ServiceStarted(ServiceStarted {
+                    node_id,
+                    at,
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                });
+                store.append(streams::SYSTEM, ExpectedVersion::Any, vec![NewEvent::from(event.encode())]).await?;
+                at
+            }
+            Role::Cli => clock.now(),
+        };
+        let monitors = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        let clients = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        let detector = Detector::new(clock.clone());
+        monitors.set_hook(detector.hook(started_at));
+        if role == Role::Server {
+            let warmed = monitors.warm("monitor:").await?;
+            tracing::info!(monitors = warmed, deadlines = detector.len(), "loaded monitor states");
+        }
+        Ok(Arc::new(App { config, clock, store, read, projector, monitors, clients, detector, node_id, started_at }))
+    }
+
+    /// Waits (briefly) until the read models hold everything appended so far, so that a client
+    /// reads its own writes.
+    pub async fn consistent(&self) {
+        let head = *self.store.subscribe().borrow();
+        if !self.projector.wait_for(head, CONSISTENT_READ_WAIT).await {
+            tracing::warn!(head, "read models lag behind the log; answering from what they hold");
+        }
+    }
+
+    /// Records a clean stop.
+    pub async fn record_stop(&self) -> Result<(), StoreError> {
+        let event = SystemEvent::ServiceStopped(ServiceStopped { node_id: self.node_id, at: self.clock.now() });
+        self.store.append(streams::SYSTEM, ExpectedVersion::Any, vec![NewEvent::from(event.encode())]).await?;
+        Ok(())
+    }
+
+    pub async fn register_client(&self, name: &str) -> anyhow::Result<()> {
+        ids::validate_client_name(name)?;
+        let command = ClientCommand::Register { client: name.to_string(), display_name: name.to_string() };
+        self.clients.execute(&streams::client(name), command, None).await.map_err(command_error)?;
+        Ok(())
+    }
+
+    pub async fn client_exists(&self, name: &str) -> anyhow::Result<bool> {
+        Ok(self.clients.state(&streams::client(name)).await?.registered)
+    }
+
+    /// Issues a key for `client`: `tt_<16 hex id>_<64 hex secret>`, 256 bits of secret.
+    pub async fn issue_key(
+        &self,
+        client: &str,
+        scopes: Vec<Scope>,
+        label: Option<String>,
+    ) -> anyhow::Result<IssuedKey> {
+        let mut id = [0u8; 8];
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut id);
+        rand::rng().fill_bytes(&mut secret);
+        let key_id = hex::encode(id);
+        let secret = hex::encode(secret);
+        let command = ClientCommand::IssueKey {
+            key_id: key_id.clone(),
+            secret_hash: hash_secret(&secret),
+            scopes,
+            label,
+            expires_at: None,
+        };
+        self.clients.execute(&streams::client(client), command, None).await.map_err(command_error)?;
+        Ok(IssuedKey { token: format!("tt_{key_id}_{secret}"), key_id })
+    }
+
+    pub async fn client_names(&self) -> anyhow::Result<Vec<String>> {
+        Ok(telltale_projections::models::clients::client_names(&self.read.pool).await?)
+    }
+}
+
+fn command_error<E: std::error::Error + Send + Sync + 'static>(e: CommandError<E>) -> anyhow::Error {
+    match e {
+        CommandError::Domain(e) => anyhow::Error::new(e),
+        CommandError::Store(e) => anyhow::Error::new(e),
+    }
+}
+
+/// One rustls crypto provider for the whole binary (ring).
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,136 @@
+//! The detector: the only thing that turns the passing of time into events.
+//!
+//! It keeps every monitor's effective deadline in an ordered set (no table scan per tick),
+//! sleeps on the injected clock until the earliest one, and then sends that monitor a `Tick`.
+//! The aggregate decides what is due, so the detector cannot alert twice for one miss: once
+//! `HeartbeatMissed` is recorded the deadline is gone. The deadlines come from the command
+//! handler's hook, which runs after every change and for every monitor at start-up.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use telltale_domain::monitor::{Monitor, MonitorAggregate, MonitorCommand, MonitorError};
+use tokio::sync::{Notify, watch};
+
+use crate::clock::SharedClock;
+use crate::commands::{CommandError, Handler};
+
+/// Monitors ticked at once when many deadlines fall together.
+const CONCURRENT_TICKS: usize = 64;
+
+#[derive(Default)]
+struct Deadlines {
+    queue: BTreeSet<(DateTime<Utc>, String)>,
+    by_stream: HashMap<String, DateTime<Utc>>,
+}
+
+pub struct Detector {
+    deadlines: Mutex<Deadlines>,
+    wake: Notify,
+    clock: SharedClock,
+}
+
+impl Detector {
+    pub fn new(clock: SharedClock) -> Arc<Detector> {
+        Arc::new(Detector { deadlines: Mutex::default(), wake: Notify::new(), clock })
+    }
+
+    /// Sets (or clears) the deadline of one monitor stream.
+    pub fn schedule(&self, stream: &str, at: Option<DateTime<Utc>>) {
+        let mut d = self.deadlines.lock().expect("deadlines lock");
+        let old = d.by_stream.get(stream).copied();
+        if old == at {
+            return;
+        }
+        if let Some(old) = old {
+            d.queue.remove(&(old, stream.to_string()));
+            d.by_stream.remove(stream);
+        }
+        let earliest_before = d.queue.first().map(|(t, _)| *t);
+        if let Some(at) = at {
+            d.queue.insert((at, stream.to_string()));
+            d.by_stream.insert(stream.to_string(), at);
+        }
+        drop(d);
+        if at.is_some_and(|at| earliest_before.is_none_or(|e| at < e)) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The hook for the monitor handler: keeps this detector's deadline for a stream current.
+    pub fn hook(self: &Arc<Self>, service_started_at: DateTime<Utc>) -> crate::commands::StateHook<Monitor> {
+        let detector = Arc::downgrade(self);
+        Arc::new(move |stream: &str, state: &Monitor| {
+            if let Some(detector) = detector.upgrade() {
+                detector.schedule(stream, state.effective_deadline(service_started_at));
+            }
+        })
+    }
+
+    /// The next deadline, if any.
+    pub fn next(&self) -> Option<(DateTime<Utc>, String)> {
+        self.deadlines.lock().expect("deadlines lock").queue.first().cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.deadlines.lock().expect("deadlines lock").queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take_due(&self, now: DateTime<Utc>) -> Vec<String> {
+        let mut d = self.deadlines.lock().expect("deadlines lock");
+        let mut due = Vec::new();
+        while let Some((at, stream)) = d.queue.first().cloned() {
+            if at > now {
+                break;
+            }
+            d.queue.pop_first();
+            d.by_stream.remove(&stream);
+            due.push(stream);
+        }
+        due
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, monitors: Arc<Handler<MonitorAggregate>>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let next = self.next().map(|(at, _)| at);
+            let sleep = async {
+                match next {
+                    Some(at) => self.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {}
+                _ = self.wake.notified() => continue,
+                _ = shutdown.changed() => continue,
+            }
+            let due = self.take_due(self.clock.now());
+            futures::stream::iter(due)
+                .for_each_concurrent(CONCURRENT_TICKS, |stream| {
+                    let monitors = monitors.clone();
+                    let detector = self.clone();
+                    async move {
+                        match monitors.execute(&stream, MonitorCommand::Tick, None).await {
+                            Ok(_) | Err(CommandError::Domain(MonitorError::NotFound(_))) => {}
+                            Err(e) => {
+                                tracing::error!(stream, error = %e, "detector: a tick failed; retrying in 1s");
+                                let retry = detector.clock.now() + chrono::TimeDelta::seconds(1);
+                                detector.schedule(&stream, Some(retry));
+                            }
+                        }
+                    }
+                })
+                .await;
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Start-up, as zero2prod does it: `Application::build` binds the listener (port 0 in tests),
+//! opens everything, and returns; `run_until_stopped` serves until told to stop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::Logger;
+use actix_web::web::{self, Data};
+use actix_web::{App as ActixApp, HttpServer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::{App, Role};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::notify::Dispatcher;
+
+pub struct Application {
+    app: Arc<App>,
+    server: Server,
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How many HTTP worker threads to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Workers(pub usize);
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2))
+    }
+}
+
+impl Application {
+    pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Application> {
+        Application::build_with(config, clock, Workers::default(), true).await
+    }
+
+    /// `signals`: whether SIGINT/SIGTERM stop the server (the binary wants it, tests do not).
+    pub async fn build_with(
+        config: Config,
+        clock: SharedClock,
+        workers: Workers,
+        signals: bool,
+    ) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(&config.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = config.public_url_for(addr);
+        let app = App::open(config, clock, Role::Server).await?;
+        let (shutdown, rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(app.projector.clone().run(rx.clone())),
+            tokio::spawn(app.detector.clone().run(app.monitors.clone(), rx.clone())),
+            tokio::spawn(Dispatcher::new(app.clone(), public_url).run(rx)),
+        ];
+
+        let data = Data::from(app.clone());
+        let mut server = HttpServer::new(move || {
+            ActixApp::new()
+                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .app_data(data.clone())
+                .configure(crate::api::configure)
+                .configure(crate::web::configure)
+                .default_service(web::to(crate::api::not_found))
+        })
+        .workers(workers.0)
+        .shutdown_timeout(10)
+        .listen(listener)?;
+        if !signals {
+            server = server.disable_signals();
+        }
+        let server = server.run();
+        Ok(Application { app, server, addr, shutdown, tasks })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (by a signal or through its handle), then stops the
+    /// background work and records the stop.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(e) = self.app.record_stop().await {
+            tracing::warn!(error = %e, "could not record the stop");
+        }
+        served?;
+        Ok(())
+    }
+}

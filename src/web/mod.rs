@@ -1,0 +1,208 @@
+//! The dashboard: every monitor on every server on one page, server-rendered, refreshing
+//! itself. No scripts or styles from anywhere else.
+
+use actix_web::HttpResponse;
+use actix_web::web::{self, Data, Path};
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use telltale_domain::ids;
+use telltale_domain::monitor::MonitorStatus;
+use telltale_projections::models::{alerts, history, monitors};
+
+use crate::api::ApiError;
+use crate::api::dto::MonitorOut;
+use crate::app::App;
+
+const REFRESH_SECONDS: u32 = 5;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index));
+    cfg.route("/monitors/{client}/{slug}", web::get().to(monitor));
+}
+
+/// "12 s ago", "3 min ago", "2 h ago", "4 d ago".
+pub fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds().max(0);
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+fn since(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Markup {
+    match at {
+        Some(at) => {
+            html! { time datetime=(at.to_rfc3339()) data-since=(at.timestamp_millis()) title=(at.to_rfc3339()) { (ago(at, now)) } }
+        }
+        None => html! { span.muted { "never" } },
+    }
+}
+
+fn badge(status: &str) -> Markup {
+    html! { span class={ "badge " (status) } { (status) } }
+}
+
+const STYLE: &str = r#"
+:root { font-family: system-ui, sans-serif; color: #1d2330; background: #f6f7f9; }
+body { margin: 0 auto; max-width: 80rem; padding: 1.5rem; }
+h1 { font-size: 1.4rem; margin: 0 0 .25rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
+.sub { color: #5b6475; margin: 0 0 1.25rem; }
+table { width: 100%; border-collapse: collapse; background: #fff; border-radius: 8px; overflow: hidden; box-shadow: 0 1px 2px #0001; }
+th, td { text-align: left; padding: .55rem .75rem; border-bottom: 1px solid #eceef2; vertical-align: top; }
+th { font-size: .8rem; text-transform: uppercase; letter-spacing: .03em; color: #5b6475; background: #fafbfc; }
+a { color: #2450b2; text-decoration: none; } a:hover { text-decoration: underline; }
+.badge { display: inline-block; padding: .1rem .5rem; border-radius: 99px; font-size: .8rem; font-weight: 600; }
+.up { background: #d9f5e3; color: #11663a; } .late { background: #fff1cc; color: #7a5200; }
+.down { background: #ffe0e0; color: #a31b1b; } .failing { background: #ffe8d6; color: #9a3d00; }
+.paused, .new { background: #eceef2; color: #4b5363; }
+.alert { color: #a31b1b; font-weight: 600; } .muted { color: #8a93a3; }
+.summary span { margin-right: 1rem; } pre { white-space: pre-wrap; margin: 0; font-size: .8rem; }
+"#;
+
+/// Keeps "… ago" current between refreshes.
+const SCRIPT: &str = r#"
+function tick() {
+  const now = Date.now();
+  for (const el of document.querySelectorAll('[data-since]')) {
+    const s = Math.max(0, Math.floor((now - Number(el.dataset.since)) / 1000));
+    el.textContent = s < 60 ? s + ' s ago' : s < 3600 ? Math.floor(s / 60) + ' min ago'
+      : s < 86400 ? Math.floor(s / 3600) + ' h ago' : Math.floor(s / 86400) + ' d ago';
+  }
+}
+setInterval(tick, 1000);
+"#;
+
+fn page(title: &str, body: Markup) -> HttpResponse {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content=(REFRESH_SECONDS);
+                title { (title) " · telltale" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) script { (PreEscaped(SCRIPT)) } }
+        }
+    };
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(markup.into_string())
+}
+
+async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
+    app.consistent().await;
+    let now = app.clock.now();
+    let rows = monitors::list(&app.read.pool, None).await?;
+    let views: Vec<(String, MonitorOut)> =
+        rows.iter().map(|v| (v.state.client.clone(), MonitorOut::of(&v.state, now, app.started_at))).collect();
+    let count = |s: MonitorStatus| views.iter().filter(|(_, m)| m.status == s.as_str()).count();
+    let open_alerts = views.iter().map(|(_, m)| m.alerts.len()).sum::<usize>();
+    Ok(page(
+        "Monitors",
+        html! {
+            h1 { "telltale" }
+            p.sub.summary {
+                span { (views.len()) " monitors" }
+                span { (count(MonitorStatus::Up)) " up" }
+                span { (count(MonitorStatus::Late)) " late" }
+                span { (count(MonitorStatus::Down)) " down" }
+                span { (count(MonitorStatus::Failing)) " failing" }
+                span { (open_alerts) " active alerts" }
+            }
+            @if views.is_empty() {
+                p { "No monitors yet. Create one with " code { "POST /v1/monitors" } "; see " a href="/openapi.json" { "the API" } "." }
+            } @else {
+                table #monitors {
+                    thead { tr { th { "Client" } th { "Monitor" } th { "Status" } th { "Last heartbeat" } th { "Host" } th { "Last run" } th { "Active alerts" } } }
+                    tbody {
+                        @for (client, m) in &views {
+                            tr data-monitor=(m.slug) data-status=(m.status) {
+                                td { (client) }
+                                td { a href={ "/monitors/" (client) "/" (m.slug) } { (m.name) } br; span.muted { (m.slug) } }
+                                td { (badge(&m.status)) }
+                                td { (since(m.last_signal_at, now)) }
+                                td { (m.host.as_deref().unwrap_or("—")) }
+                                td {
+                                    @if let Some(run) = &m.last_run {
+                                        (run.outcome) @if let Some(code) = run.exit_code { " (exit " (code) ")" }
+                                        br; (since(Some(run.finished_at), now))
+                                    } @else { span.muted { "—" } }
+                                }
+                                td {
+                                    @for alert in &m.alerts {
+                                        div.alert { (alert.cause) " since " (since(Some(alert.opened_at), now)) }
+                                    }
+                                    @if m.alerts.is_empty() { span.muted { "none" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (client, slug) = path.into_inner();
+    if ids::validate_client_name(&client).is_err() || ids::validate_slug(&slug).is_err() {
+        return Err(ApiError::not_found("monitor_not_found", "no such monitor"));
+    }
+    app.consistent().await;
+    let now = app.clock.now();
+    let Some(view) = monitors::get(&app.read.pool, &client, &slug).await? else {
+        return Err(ApiError::not_found("monitor_not_found", "no such monitor"));
+    };
+    let m = MonitorOut::of(&view.state, now, app.started_at);
+    let events = history::page(&app.read.pool, &client, &slug, None, None, 50).await?;
+    let alert_rows = alerts::list(&app.read.pool, Some(&client), None, Some(&slug), 20).await?;
+    Ok(page(
+        &m.name,
+        html! {
+            p { a href="/" { "← all monitors" } }
+            h1 { (m.name) " " (badge(&m.status)) }
+            p.sub { (client) " / " (m.slug) " · every " (m.schedule.every) ", grace " (m.grace)
+                @if let Some(host) = &m.host { " · host " (host) } }
+            p.summary {
+                span { "Last heartbeat: " (since(m.last_signal_at, now)) }
+                span { "Next deadline: " @if let Some(d) = m.next_deadline_at { (d.to_rfc3339()) } @else { "none" } }
+            }
+            h2 { "Alerts" }
+            @if alert_rows.is_empty() { p.muted { "No alerts." } } @else {
+                table { thead { tr { th { "Cause" } th { "State" } th { "Opened" } th { "Resolved" } th { "Message" } } }
+                    tbody { @for a in &alert_rows { tr {
+                        td { (a.cause) } td { (a.state) } td { (since(Some(a.opened_at), now)) }
+                        td { (since(a.resolved_at, now)) } td { (a.message) }
+                    } } } }
+            }
+            h2 { "Recent events" }
+            table { thead { tr { th { "When" } th { "Event" } th { "Run" } th { "Details" } } }
+                tbody { @for e in &events { tr {
+                    td { (since(Some(e.at), now)) } td { (e.event_type) } td { (e.run_id.as_deref().unwrap_or("")) }
+                    td { pre { (details(&e.data)) } }
+                } } } }
+        },
+    ))
+}
+
+fn details(data: &serde_json::Value) -> String {
+    let mut shown = data.clone();
+    if let Some(obj) = shown.as_object_mut() {
+        for key in ["at", "run_id"] {
+            obj.remove(key);
+        }
+        if let Some(out) = obj.get_mut("output")
+            && let Some(text) = out.as_str()
+            && text.len() > 400
+        {
+            let mut start = text.len() - 400;
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            *out = format!("…{}", &text[start..]).into();
+        }
+    }
+    if shown.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { shown.to_string() }
+}
