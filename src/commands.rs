@@ -219,6 +219,28 @@ impl<A: Aggregate + IdempotencyAnchor + 'static> Handler<A> {
             return;
         }
         let mut batch: Vec<Option<Pending<A>>> = batch.into_iter().map(Some).collect();
+        // A retry may have queued behind the request that recorded its key: answer it from the
+        // log. Holding the stream, nothing in this process can record the key meanwhile.
+        for slot_entry in batch.iter_mut() {
+            let Some(key) = slot_entry.as_ref().and_then(|p| p.idempotency_key.clone()) else { continue };
+            match self.store.find_by_idempotency_key(stream, &key).await {
+                Ok(Some(seen)) => {
+                    let state = slot.as_ref().map(|l| l.state.clone()).unwrap_or_default();
+                    let reply = A::Event::decode_recorded(&seen)
+                        .map(|event| Outcome { events: vec![(seen.position, event)], state, duplicate: true })
+                        .map_err(|e| CommandError::Store(StoreError::backend(e)));
+                    if let Some(p) = slot_entry.take() {
+                        let _ = p.reply.send(reply);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(p) = slot_entry.take() {
+                        let _ = p.reply.send(Err(CommandError::Store(e)));
+                    }
+                }
+            }
+        }
         for _attempt in 0..CONFLICT_RETRIES {
             let loaded = slot.as_ref().expect("loaded above");
             let mut working = loaded.state.clone();

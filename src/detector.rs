@@ -7,6 +7,7 @@
 //! handler's hook, which runs after every change and for every monitor at start-up.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -28,13 +29,15 @@ struct Deadlines {
 
 pub struct Detector {
     deadlines: Mutex<Deadlines>,
+    /// Ticks taken off the queue and not yet decided.
+    in_flight: AtomicUsize,
     wake: Notify,
     clock: SharedClock,
 }
 
 impl Detector {
     pub fn new(clock: SharedClock) -> Arc<Detector> {
-        Arc::new(Detector { deadlines: Mutex::default(), wake: Notify::new(), clock })
+        Arc::new(Detector { deadlines: Mutex::default(), in_flight: AtomicUsize::new(0), wake: Notify::new(), clock })
     }
 
     /// Sets (or clears) the deadline of one monitor stream.
@@ -82,6 +85,14 @@ impl Detector {
         self.len() == 0
     }
 
+    /// Whether nothing is due at `now` and no tick is being decided: the detector has acted on
+    /// everything up to `now`.
+    pub fn idle_at(&self, now: DateTime<Utc>) -> bool {
+        let d = self.deadlines.lock().expect("deadlines lock");
+        let due = d.queue.first().is_some_and(|(at, _)| *at <= now);
+        !due && self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
     fn take_due(&self, now: DateTime<Utc>) -> Vec<String> {
         let mut d = self.deadlines.lock().expect("deadlines lock");
         let mut due = Vec::new();
@@ -91,6 +102,7 @@ impl Detector {
             }
             d.queue.pop_first();
             d.by_stream.remove(&stream);
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
             due.push(stream);
         }
         due
@@ -128,6 +140,7 @@ impl Detector {
                                 detector.schedule(&stream, Some(retry));
                             }
                         }
+                        detector.in_flight.fetch_sub(1, Ordering::SeqCst);
                     }
                 })
                 .await;

@@ -1,0 +1,111 @@
+//! Given/when/then tests of the Client aggregate.
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use telltale_domain::client::*;
+use telltale_domain::{Aggregate, Context, EventPayload};
+use uuid::Uuid;
+
+fn ctx() -> Context {
+    let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    Context::new(at, at)
+}
+
+fn registered() -> Client {
+    let events = ClientAggregate::decide(
+        &Client::default(),
+        ClientCommand::Register { client: "acme".into(), display_name: "Acme".into() },
+        &ctx(),
+    )
+    .unwrap();
+    ClientAggregate::fold(Client::default(), &events)
+}
+
+fn issue(id: &str) -> ClientCommand {
+    ClientCommand::IssueKey {
+        key_id: id.into(),
+        secret_hash: "h".into(),
+        scopes: vec![Scope::Ingest],
+        label: None,
+        expires_at: None,
+    }
+}
+
+#[test]
+fn a_client_registers_once() {
+    let state = registered();
+    assert!(state.registered);
+    let again = ClientAggregate::decide(
+        &state,
+        ClientCommand::Register { client: "acme".into(), display_name: "x".into() },
+        &ctx(),
+    );
+    assert_eq!(again.unwrap_err(), ClientError::AlreadyExists("acme".into()));
+}
+
+#[test]
+fn nothing_but_registration_happens_to_an_unknown_client() {
+    assert!(matches!(ClientAggregate::decide(&Client::default(), issue("k1"), &ctx()), Err(ClientError::NotFound(_))));
+}
+
+#[test]
+fn keys_are_issued_once_and_revoked_once() {
+    let state = registered();
+    let events = ClientAggregate::decide(&state, issue("k1"), &ctx()).unwrap();
+    assert_eq!(events.iter().map(|e| e.event_type()).collect::<Vec<_>>(), ["KeyIssued"]);
+    let state = ClientAggregate::fold(state, &events);
+    assert!(matches!(ClientAggregate::decide(&state, issue("k1"), &ctx()), Err(ClientError::Conflict(_))));
+    let revoke = ClientCommand::RevokeKey { key_id: "k1".into(), by: None };
+    let events = ClientAggregate::decide(&state, revoke.clone(), &ctx()).unwrap();
+    assert_eq!(events.len(), 1);
+    let state = ClientAggregate::fold(state, &events);
+    assert!(ClientAggregate::decide(&state, revoke, &ctx()).unwrap().is_empty());
+    let missing = ClientCommand::RevokeKey { key_id: "nope".into(), by: None };
+    assert!(matches!(ClientAggregate::decide(&state, missing, &ctx()), Err(ClientError::KeyNotFound(_))));
+}
+
+#[test]
+fn a_key_needs_a_scope() {
+    let command = ClientCommand::IssueKey {
+        key_id: "k".into(),
+        secret_hash: "h".into(),
+        scopes: vec![],
+        label: None,
+        expires_at: None,
+    };
+    assert!(matches!(ClientAggregate::decide(&registered(), command, &ctx()), Err(ClientError::Invalid(_))));
+}
+
+#[test]
+fn webhook_channels_need_an_http_url_and_a_unique_name() {
+    let add = |name: &str, config: serde_json::Value| ClientCommand::AddChannel {
+        channel_id: Uuid::new_v4(),
+        name: name.into(),
+        kind: "webhook".into(),
+        config,
+    };
+    let state = registered();
+    for bad in [json!({}), json!({"url": "ftp://x"}), json!({"url": "http://"}), json!({"url": 5}), json!([1])] {
+        assert!(
+            matches!(ClientAggregate::decide(&state, add("ops", bad.clone()), &ctx()), Err(ClientError::Invalid(_))),
+            "{bad}"
+        );
+    }
+    let unknown = ClientCommand::AddChannel {
+        channel_id: Uuid::new_v4(),
+        name: "x".into(),
+        kind: "carrier-pigeon".into(),
+        config: json!({}),
+    };
+    assert!(matches!(ClientAggregate::decide(&state, unknown, &ctx()), Err(ClientError::Invalid(_))));
+    let events =
+        ClientAggregate::decide(&state, add("ops", json!({"url": "http://127.0.0.1:9/hook"})), &ctx()).unwrap();
+    let state = ClientAggregate::fold(state, &events);
+    assert!(matches!(
+        ClientAggregate::decide(&state, add("ops", json!({"url": "https://example.com/"})), &ctx()),
+        Err(ClientError::Conflict(_))
+    ));
+    let id = *state.channels.keys().next().unwrap();
+    let removed = ClientAggregate::decide(&state, ClientCommand::RemoveChannel { channel_id: id }, &ctx()).unwrap();
+    assert!(ClientAggregate::fold(state, &removed).channels.is_empty());
+}

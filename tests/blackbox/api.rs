@@ -1,0 +1,210 @@
+//! Monitors over HTTP: create, read, change, delete; validation; keys and tenants.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use telltale_domain::client::Scope;
+
+use crate::common::*;
+
+async fn error_of(response: reqwest::Response) -> (StatusCode, String, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("errors are JSON");
+    (
+        status,
+        body["code"].as_str().unwrap_or_default().to_string(),
+        body["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_is_created_read_listed_changed_paused_and_deleted() {
+    let app = TestApp::spawn().await;
+    let created: Value = app
+        .post(
+            "/v1/monitors",
+            json!({"slug": "nightly-sync", "name": "Nightly sync", "schedule": {"every": "30s"}, "grace": "5m",
+                   "max_runtime": "1h", "tags": ["sync"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["slug"], "nightly-sync");
+    assert_eq!(created["status"], "new");
+    assert_eq!(created["schedule"]["every"], "30s");
+    assert_eq!(created["schedule"]["every_seconds"], 30.0);
+    assert_eq!(created["grace"], "5m");
+    assert_eq!(created["max_runtime"], "1h");
+    assert_eq!(created["tags"], json!(["sync"]));
+
+    let one: Value = app.get("/v1/monitors/nightly-sync").await.json().await.unwrap();
+    assert_eq!(one["name"], "Nightly sync");
+    let list: Value = app.get("/v1/monitors").await.json().await.unwrap();
+    assert_eq!(list["monitors"].as_array().unwrap().len(), 1);
+
+    let changed: Value = app
+        .http
+        .patch(app.url("/v1/monitors/nightly-sync"))
+        .bearer_auth(&app.key)
+        .json(&json!({"grace": 60, "max_runtime": null}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((changed["grace"].as_str(), changed["max_runtime"].as_str()), (Some("1m"), None));
+
+    let paused: Value = app.post("/v1/monitors/nightly-sync/pause", json!({})).await.json().await.unwrap();
+    assert_eq!(paused["status"], "paused");
+    let resumed: Value = app.post("/v1/monitors/nightly-sync/resume", json!({})).await.json().await.unwrap();
+    assert_eq!(resumed["status"], "new");
+
+    let deleted = app.http.delete(app.url("/v1/monitors/nightly-sync")).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/v1/monitors/nightly-sync").await.status(), StatusCode::NOT_FOUND);
+    let list: Value = app.get("/v1/monitors").await.json().await.unwrap();
+    assert!(list["monitors"].as_array().unwrap().is_empty());
+    // The slug can be used again, and the history of the old one stays in the log.
+    app.create_monitor("nightly-sync", "1m", "0s").await;
+    let types = app.log_types("monitor:acme:nightly-sync").await;
+    assert_eq!(types.first().map(String::as_str), Some("MonitorCreated"));
+    assert!(types.contains(&"MonitorDeleted".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_monitors_are_refused_with_a_reason_and_nothing_is_recorded() {
+    let app = TestApp::spawn().await;
+    app.create_monitor("taken", "1m", "0s").await;
+    let head = app.app.store.head().await.unwrap();
+    let cases = [
+        (json!({"slug": "Bad Slug", "schedule": {"every": "1m"}}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_slug"),
+        (json!({"slug": "ok", "schedule": {"every": "soon"}}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_duration"),
+        (json!({"slug": "ok", "schedule": {"every": "500ms"}}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_schedule"),
+        (json!({"slug": "ok", "schedule": {}}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_schedule"),
+        (
+            json!({"slug": "ok", "schedule": {"every": "1m"}, "grace": -5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_duration",
+        ),
+        (json!({"slug": "ok", "schedule": {"every": "400d"}}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_duration"),
+        (
+            json!({"slug": "ok", "schedule": {"every": "1m"}, "colour": "red"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (json!({"schedule": {"every": "1m"}}), StatusCode::BAD_REQUEST, "invalid_request"),
+        (json!({"slug": "taken", "schedule": {"every": "1m"}}), StatusCode::CONFLICT, "monitor_exists"),
+        (
+            json!({"slug": "ok", "schedule": {"every": "1m"}, "tags": [""]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got_status, got_code, message) = error_of(app.post("/v1/monitors", body.clone()).await).await;
+        assert_eq!((got_status, got_code.as_str()), (status, code), "{body}: {message}");
+        assert!(!message.is_empty());
+    }
+    let broken = app.http.post(app.url("/v1/monitors")).bearer_auth(&app.key).body("{\"slug\": ").send().await.unwrap();
+    assert_eq!(error_of(broken).await.1, "malformed_json");
+    assert_eq!(app.app.store.head().await.unwrap(), head, "refused requests record nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_decide_the_client_and_a_foreign_key_learns_nothing() {
+    let app = TestApp::spawn().await;
+    app.create_monitor("secret-job", "1m", "0s").await;
+    let other = app.key_for("globex", &Scope::ALL).await;
+    // Globex does not see, read, feed, change or delete Acme's monitor.
+    let list: Value = app.get_as(&other, "/v1/monitors").await.json().await.unwrap();
+    assert!(list["monitors"].as_array().unwrap().is_empty());
+    let head = app.app.store.head().await.unwrap();
+    for response in [
+        app.get_as(&other, "/v1/monitors/secret-job").await,
+        app.get_as(&other, "/v1/monitors/secret-job/events").await,
+        app.post_as(&other, "/v1/monitors/secret-job/heartbeat", json!({})).await,
+        app.post_as(&other, "/v1/monitors/secret-job/pause", json!({})).await,
+        app.http.delete(app.url("/v1/monitors/secret-job")).bearer_auth(&other).send().await.unwrap(),
+    ] {
+        let (status, code, _) = error_of(response).await;
+        assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "monitor_not_found"));
+    }
+    assert_eq!(app.app.store.head().await.unwrap(), head);
+    // The same slug in another client is another monitor.
+    let response =
+        app.post_as(&other, "/v1/monitors", json!({"slug": "secret-job", "schedule": {"every": "5m"}})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let mine: Value = app.get("/v1/monitors/secret-job").await.json().await.unwrap();
+    assert_eq!(mine["schedule"]["every"], "1m");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_invalid_and_unscoped_keys_are_refused() {
+    let app = TestApp::spawn().await;
+    app.create_monitor("job", "1m", "0s").await;
+    let anonymous = app.http.get(app.url("/v1/monitors")).send().await.unwrap();
+    assert_eq!(error_of(anonymous).await.0, StatusCode::UNAUTHORIZED);
+    for bad in ["nonsense", "tt_0000000000000000_0000", &format!("{}0", &app.key[..app.key.len() - 1])] {
+        let (status, code, message) = error_of(app.get_as(bad, "/v1/monitors").await).await;
+        assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"), "{bad}");
+        assert!(!message.contains(bad), "an error never echoes the key");
+    }
+    let ingest_only = app.key_for("acme", &[Scope::Ingest]).await;
+    assert_eq!(app.post_as(&ingest_only, "/v1/monitors/job/heartbeat", json!({})).await.status(), StatusCode::OK);
+    let (status, code, _) = error_of(app.get_as(&ingest_only, "/v1/monitors").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "forbidden"));
+    let read_only = app.key_for("acme", &[Scope::Read]).await;
+    assert_eq!(app.get_as(&read_only, "/v1/monitors").await.status(), StatusCode::OK);
+    let (status, _, _) =
+        error_of(app.post_as(&read_only, "/v1/monitors", json!({"slug": "x", "schedule": {"every": "1m"}})).await)
+            .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_of(app.post_as(&read_only, "/v1/monitors/job/heartbeat", json!({})).await).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_and_methods_answer_in_json() {
+    let app = TestApp::spawn().await;
+    let (status, code, _) = error_of(app.get("/v2/nothing").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "route_not_found"));
+    let response = app.http.put(app.url("/v1/monitors")).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET, POST");
+    let (status, code, _) = error_of(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    let (status, code, _) = error_of(app.get("/v1/alerts?limit=abc").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_query"));
+    let (status, code, _) = error_of(app.get("/v1/alerts?state=sideways").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"));
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    let ready: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_listed_read_and_removed_within_their_client() {
+    let app = TestApp::spawn().await;
+    let channel = app.add_webhook("ops", "http://127.0.0.1:9/hook").await;
+    let id = channel["id"].as_str().unwrap().to_string();
+    assert_eq!(channel["health"], "unused");
+    let list: Value = app.get("/v1/channels").await.json().await.unwrap();
+    assert_eq!(list["channels"].as_array().unwrap().len(), 1);
+    let other = app.key_for("globex", &Scope::ALL).await;
+    assert_eq!(app.get_as(&other, &format!("/v1/channels/{id}")).await.status(), StatusCode::NOT_FOUND);
+    let (status, code, _) = error_of(
+        app.post("/v1/channels", json!({"name": "ops", "kind": "webhook", "config": {"url": "http://x/"}})).await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "conflict"));
+    let (status, code, _) = error_of(
+        app.post("/v1/channels", json!({"name": "x", "kind": "webhook", "config": {"url": "gopher://x"}})).await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"));
+    let gone = app.http.delete(app.url(&format!("/v1/channels/{id}"))).bearer_auth(&app.key).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("/v1/channels/{id}")).await.status(), StatusCode::NOT_FOUND);
+}

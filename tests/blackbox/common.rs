@@ -1,0 +1,275 @@
+//! Helpers for black-box tests: the real application on port 0 with a fresh SQLite file and an
+//! injected clock, a real HTTP client, and a real webhook receiver.
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use telltale::app::App;
+use telltale::clock::{Clock, ManualClock, SharedClock};
+use telltale::config::{Config, NotifyConfig};
+use telltale::startup::{Application, Workers};
+use telltale_domain::RecordedEvent;
+use telltale_domain::client::Scope;
+use telltale_domain::span::Span;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// An admin key of client `acme`.
+    pub key: String,
+    pub app: Arc<App>,
+    pub clock: ManualClock,
+    pub dir: Arc<tempfile::TempDir>,
+    pub port: u16,
+    handle: ServerHandle,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub dir: Option<Arc<tempfile::TempDir>>,
+    pub clock: Option<ManualClock>,
+    pub port: u16,
+}
+
+pub fn config_for(dir: &tempfile::TempDir, port: u16) -> Config {
+    Config {
+        database_url: format!("sqlite://{}/telltale.db", dir.path().display()),
+        listen: format!("127.0.0.1:{port}"),
+        notify: NotifyConfig {
+            timeout: Span::from_secs(2),
+            max_backoff: Span::from_secs(60),
+            ..NotifyConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> TestApp {
+        let dir = options.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
+        let clock = options.clock.unwrap_or_else(|| ManualClock::new(t0()));
+        let shared: SharedClock = Arc::new(clock.clone());
+        let config = config_for(&dir, options.port);
+        let application = Application::build_with(config, shared, Workers(2), false).await.expect("the app starts");
+        let port = application.port();
+        let app = application.app();
+        let handle = application.handle();
+        let task = tokio::spawn(application.run_until_stopped());
+        if !app.client_exists("acme").await.unwrap() {
+            app.register_client("acme").await.unwrap();
+        }
+        let key = app.issue_key("acme", Scope::ALL.to_vec(), None).await.unwrap().token;
+        TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            key,
+            app,
+            clock,
+            dir,
+            port,
+            handle,
+            task,
+        }
+    }
+
+    /// Stops the server gracefully (as SIGTERM would) and returns what a restart needs.
+    pub async fn stop(self) -> (Arc<tempfile::TempDir>, ManualClock, u16) {
+        self.handle.stop(true).await;
+        self.task.await.unwrap().unwrap();
+        (self.dir, self.clock, self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A key of `client` (registered if new) with these scopes.
+    pub async fn key_for(&self, client: &str, scopes: &[Scope]) -> String {
+        if !self.app.client_exists(client).await.unwrap() {
+            self.app.register_client(client).await.unwrap();
+        }
+        self.app.issue_key(client, scopes.to_vec(), None).await.unwrap().token
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.get_as(&self.key, path).await
+    }
+
+    pub async fn get_as(&self, key: &str, path: &str) -> Response {
+        self.http.get(self.url(path)).bearer_auth(key).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.post_as(&self.key, path, body).await
+    }
+
+    pub async fn post_as(&self, key: &str, path: &str, body: Value) -> Response {
+        self.http.post(self.url(path)).bearer_auth(key).json(&body).send().await.unwrap()
+    }
+
+    pub async fn create_monitor(&self, slug: &str, every: &str, grace: &str) -> Value {
+        let response =
+            self.post("/v1/monitors", json!({"slug": slug, "schedule": {"every": every}, "grace": grace})).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "creating {slug}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn beat(&self, slug: &str) -> Value {
+        let response = self
+            .http
+            .post(self.url(&format!("/v1/monitors/{slug}/heartbeat")))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "beat for {slug}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn add_webhook(&self, name: &str, url: &str) -> Value {
+        let response =
+            self.post("/v1/channels", json!({"name": name, "kind": "webhook", "config": {"url": url}})).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    pub async fn alerts(&self, state: &str) -> Vec<Value> {
+        let body: Value = self.get(&format!("/v1/alerts?state={state}")).await.json().await.unwrap();
+        body["alerts"].as_array().unwrap().clone()
+    }
+
+    pub async fn log(&self) -> Vec<RecordedEvent> {
+        self.app.store.read_all(0, 1_000_000).await.unwrap()
+    }
+
+    pub async fn log_types(&self, stream: &str) -> Vec<String> {
+        self.log().await.into_iter().filter(|e| e.stream_id == stream).map(|e| e.event_type).collect()
+    }
+
+    /// Moves the clock and waits until the detector has acted on every deadline up to then and
+    /// the read models hold the result.
+    pub async fn advance(&self, by: TimeDelta) {
+        self.clock.advance(by);
+        self.settle().await;
+    }
+
+    /// Waits until nothing due remains in the detector and the read models are at the log head.
+    pub async fn settle(&self) {
+        let now = self.clock.now();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if self.app.detector.idle_at(now) {
+                    let head = self.app.store.head().await.unwrap();
+                    if self.app.projector.wait_for(head, Duration::from_millis(50)).await {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("detector and projections settle");
+    }
+}
+
+/// One request a webhook receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: Value,
+    pub idempotency_key: String,
+}
+
+/// A real HTTP server on loopback that records every POST and answers with the statuses it is
+/// told to (200 once the script runs out).
+pub struct Receiver {
+    pub url: String,
+    rx: mpsc::UnboundedReceiver<Received>,
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    tx: mpsc::UnboundedSender<Received>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+async fn receive(
+    state: actix_web::web::Data<ReceiverState>,
+    req: actix_web::HttpRequest,
+    body: actix_web::web::Bytes,
+) -> actix_web::HttpResponse {
+    let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
+    let key = req.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let _ = state.tx.send(Received { body, idempotency_key: key });
+    actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        Receiver::start_on(0, vec![]).await
+    }
+
+    /// Listens on `port` (0 for any) and answers the first requests with `script`.
+    pub async fn start_on(port: u16, script: Vec<u16>) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = ReceiverState { tx, script: Arc::new(Mutex::new(script.into())) };
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(actix_web::web::Data::new(state.clone()))
+                .default_service(actix_web::web::to(receive))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Receiver { url: format!("http://127.0.0.1:{port}/hook"), rx }
+    }
+
+    /// The next request, or `None` if none comes within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Received> {
+        tokio::time::timeout(wait, self.rx.recv()).await.ok().flatten()
+    }
+
+    /// Everything received so far without waiting.
+    pub fn drain(&mut self) -> Vec<Received> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.rx.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn secs(s: i64) -> TimeDelta {
+    TimeDelta::seconds(s)
+}
+
+pub fn millis(ms: i64) -> TimeDelta {
+    TimeDelta::milliseconds(ms)
+}

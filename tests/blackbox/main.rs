@@ -1,0 +1,11 @@
+//! Black-box tests: the real application over HTTP, a real SQLite file, real HTTP peers.
+
+mod common;
+
+mod api;
+mod concurrency;
+mod detection;
+mod ingest;
+mod notifications;
+mod openapi;
+mod rebuild;

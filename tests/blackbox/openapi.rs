@@ -1,0 +1,35 @@
+//! The committed OpenAPI spec is the one the code generates, and the server serves it.
+
+use crate::common::*;
+
+#[test]
+fn the_committed_spec_matches_the_code() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+        .expect("openapi/openapi.json exists; write it with `make openapi`");
+    let generated = telltale::api::openapi_json();
+    assert!(committed == generated, "openapi/openapi.json is stale: run `make openapi` and commit the result");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_serves_its_spec_and_every_path_is_documented() {
+    let app = TestApp::spawn().await;
+    let served: serde_json::Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let paths = served["paths"].as_object().unwrap();
+    for path in [
+        "/v1/monitors",
+        "/v1/monitors/{slug}",
+        "/v1/monitors/{slug}/heartbeat",
+        "/v1/monitors/{slug}/events",
+        "/v1/monitors/{slug}/events/batch",
+        "/v1/monitors/{slug}/pause",
+        "/v1/monitors/{slug}/resume",
+        "/v1/alerts",
+        "/v1/channels",
+        "/v1/channels/{id}",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    assert_eq!(served["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+}
