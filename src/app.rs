@@ -14,6 +14,7 @@ use telltale_domain::client::{ClientAggregate, ClientCommand, Scope};
 use telltale_domain::ids::{self, streams};
 use telltale_domain::monitor::MonitorAggregate;
 use telltale_domain::system::{ServiceStarted, ServiceStopped, SystemEvent};
+use telltale_projections::models::clients::{self, KeyRecord};
 use telltale_projections::{Projector, ReadDb};
 use uuid::Uuid;
 
@@ -40,7 +41,15 @@ pub struct App {
     pub node_id: Uuid,
     /// When this process started to receive (recorded as `ServiceStarted` for a server).
     pub started_at: DateTime<Utc>,
+    keys: KeyCache,
 }
+
+/// How long a key looked up in the read model is trusted without looking again. Changes made
+/// through this process clear the cache at once; this bounds how long a change made by another
+/// process (the CLI, another node) takes to apply.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+type KeyCache = Arc<std::sync::Mutex<std::collections::HashMap<String, (KeyRecord, std::time::Instant)>>>;
 
 /// Whether opening records a service start: a server does, a CLI command does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,14 +121,21 @@ impl App {
             Role::Cli => clock.now(),
         };
         let monitors = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
-        let clients = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        let clients: Arc<Handler<ClientAggregate>> = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        let keys: KeyCache = Arc::default();
+        let cache = Arc::downgrade(&keys);
+        clients.set_hook(Arc::new(move |_, _| {
+            if let Some(cache) = cache.upgrade() {
+                cache.lock().expect("key cache lock").clear();
+            }
+        }));
         let detector = Detector::new(clock.clone());
         monitors.set_hook(detector.hook(started_at));
         if role == Role::Server {
             let warmed = monitors.warm("monitor:").await?;
             tracing::info!(monitors = warmed, deadlines = detector.len(), "loaded monitor states");
         }
-        Ok(Arc::new(App { config, clock, store, read, projector, monitors, clients, detector, node_id, started_at }))
+        Ok(Arc::new(App { config, clock, store, read, projector, monitors, clients, detector, node_id, started_at, keys }))
     }
 
     /// Waits (briefly) until the read models hold everything appended so far, so that a client
@@ -171,6 +187,28 @@ impl App {
         };
         self.clients.execute(&streams::client(client), command, None).await.map_err(command_error)?;
         Ok(IssuedKey { token: format!("tt_{key_id}_{secret}"), key_id })
+    }
+
+    /// A key's record, from a short-lived cache or the read model. After a change to any client
+    /// in this process, the next lookup waits for the read models so it sees that change.
+    pub async fn find_key(&self, key_id: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
+        if let Some((record, at)) = self.keys.lock().expect("key cache lock").get(key_id)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(Some(record.clone()));
+        }
+        self.consistent().await;
+        let mut record = clients::find_key(&self.read.pool, key_id).await?;
+        if record.is_none() {
+            // A key issued a moment ago by another process may not be in the read model yet.
+            let _ = self.store.head().await;
+            self.consistent().await;
+            record = clients::find_key(&self.read.pool, key_id).await?;
+        }
+        if let Some(record) = &record {
+            self.keys.lock().expect("key cache lock").insert(key_id.to_string(), (record.clone(), std::time::Instant::now()));
+        }
+        Ok(record)
     }
 
     pub async fn client_names(&self) -> anyhow::Result<Vec<String>> {

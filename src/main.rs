@@ -201,34 +201,42 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Prints a line of the start-up banner; a closed stdout must not bring the server down.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 async fn serve(config: Config, no_bootstrap: bool) -> anyhow::Result<()> {
     let application = Application::build(config, Arc::new(SystemClock)).await?;
     let app = application.app();
     let base = app.config.public_url_for(application.addr());
-    println!("telltale is running on {base}");
-    println!("  dashboard:  {base}/");
-    println!("  API spec:   {base}/openapi.json");
+    say!("telltale is running on {base}");
+    say!("  dashboard:  {base}/");
+    say!("  API spec:   {base}/openapi.json");
     let first_start = app.client_names().await?.is_empty();
     if first_start && !no_bootstrap {
         app.register_client("default").await?;
         let key = app.issue_key("default", Scope::ALL.to_vec(), Some("created on first start".into())).await?;
-        println!();
-        println!("First start: created the client `default` and this API key (shown only once, keep it):");
-        println!("  {}", key.token);
-        println!();
-        println!("Try it:");
-        println!("  export TELLTALE_KEY={}", key.token);
+        say!();
+        say!("First start: created the client `default` and this API key (shown only once, keep it):");
+        say!("  {}", key.token);
+        say!();
+        say!("Try it:");
+        say!("  export TELLTALE_KEY={}", key.token);
     } else {
-        println!();
-        println!("Need a key? telltale keys create --client default");
-        println!("Then: export TELLTALE_KEY=<the key>");
+        say!();
+        say!("Need a key? telltale keys create --client default");
+        say!("Then: export TELLTALE_KEY=<the key>");
     }
-    println!("  curl -X POST {base}/v1/monitors -H \"Authorization: Bearer $TELLTALE_KEY\" \\");
-    println!(
+    say!("  curl -X POST {base}/v1/monitors -H \"Authorization: Bearer $TELLTALE_KEY\" \\");
+    say!(
         "       -H 'Content-Type: application/json' -d '{{\"slug\": \"my-job\", \"schedule\": {{\"every\": \"1m\"}}, \"grace\": \"30s\"}}'"
     );
-    println!("  curl -X POST {base}/v1/monitors/my-job/heartbeat -H \"Authorization: Bearer $TELLTALE_KEY\"");
-    println!();
-    println!("Stop with Ctrl-C.");
+    say!("  curl -X POST {base}/v1/monitors/my-job/heartbeat -H \"Authorization: Bearer $TELLTALE_KEY\"");
+    say!();
+    say!("Stop with Ctrl-C.");
     application.run_until_stopped().await
 }

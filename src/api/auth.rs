@@ -9,7 +9,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 use subtle::ConstantTimeEq;
 use telltale_domain::client::Scope;
-use telltale_projections::models::clients::{self, KeyRecord};
+use telltale_projections::models::clients::KeyRecord;
 
 use super::ApiError;
 use crate::app::{App, hash_secret, parse_token};
@@ -48,14 +48,7 @@ async fn authenticate(app: web::Data<App>, header: Option<String>) -> Result<Cal
         .ok_or_else(|| ApiError::unauthorized(format!("the Authorization header is not a bearer key: {HOW}")))?;
     let invalid = || ApiError::unauthorized("the API key is not valid");
     let (key_id, secret) = parse_token(token).ok_or_else(invalid)?;
-    let mut record = clients::find_key(&app.read.pool, key_id).await?;
-    if record.is_none() {
-        // A key issued a moment ago (by the CLI, say) may not be in the read model yet.
-        let _ = app.store.head().await;
-        app.consistent().await;
-        record = clients::find_key(&app.read.pool, key_id).await?;
-    }
-    let record: KeyRecord = record.ok_or_else(invalid)?;
+    let record: KeyRecord = app.find_key(key_id).await?.ok_or_else(invalid)?;
     let presented = hash_secret(secret);
     if !bool::from(presented.as_bytes().ct_eq(record.secret_hash.as_bytes())) {
         return Err(invalid());

@@ -184,17 +184,25 @@ async fn write_batch(
             results.push(Ok(Appended { stream_version: current, positions: vec![] }));
             continue;
         }
-        let mut savepoint = tx.begin().await?;
-        match insert_events(&mut savepoint, request, current, now).await {
-            Ok(appended) => {
-                savepoint.commit().await?;
-                versions.insert(stream, appended.stream_version);
-                results.push(Ok(appended));
+        // Only an idempotency key can make one request's insert fail on its own; isolate those
+        // in a savepoint so the rest of the group still commits. Any other failure fails the group.
+        if request.events.iter().any(|e| e.idempotency_key.is_some()) {
+            let mut savepoint = tx.begin().await?;
+            match insert_events(&mut savepoint, request, current, now).await {
+                Ok(appended) => {
+                    savepoint.commit().await?;
+                    versions.insert(stream, appended.stream_version);
+                    results.push(Ok(appended));
+                }
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    results.push(Err(classify(e, request)));
+                }
             }
-            Err(e) => {
-                savepoint.rollback().await?;
-                results.push(Err(classify(e, request)));
-            }
+        } else {
+            let appended = insert_events(&mut tx, request, current, now).await?;
+            versions.insert(stream, appended.stream_version);
+            results.push(Ok(appended));
         }
     }
     tx.commit().await?;

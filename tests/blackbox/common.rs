@@ -20,6 +20,12 @@ use telltale_domain::span::Span;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// An HTTP client (with the process's one TLS crypto provider installed).
+pub fn http_client() -> reqwest::Client {
+    telltale::app::install_crypto();
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
 }
@@ -78,7 +84,7 @@ impl TestApp {
         let key = app.issue_key("acme", Scope::ALL.to_vec(), None).await.unwrap().token;
         TestApp {
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: http_client(),
             key,
             app,
             clock,

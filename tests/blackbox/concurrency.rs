@@ -15,6 +15,7 @@ async fn a_thousand_concurrent_heartbeats_are_each_one_event() {
     app.create_monitor("warm", "1m", "0s").await;
     let before = app.log().await.len();
     // Wide open: one connection per request.
+    telltale::app::install_crypto();
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let tasks: Vec<_> = (0..1000)
         .map(|i| {

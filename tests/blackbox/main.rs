@@ -8,4 +8,5 @@ mod detection;
 mod ingest;
 mod notifications;
 mod openapi;
+mod process;
 mod rebuild;

@@ -54,24 +54,36 @@ impl Projection for HistoryProjection {
     }
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[&Envelope]) -> Result<(), sqlx::Error> {
-        for row in events.iter().filter_map(|e| row_of(e)) {
-            sqlx::query(
-                "INSERT INTO rm_events (position, client, slug, event_type, at, run_id, data)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(row.position)
-            .bind(&row.client)
-            .bind(&row.slug)
-            .bind(&row.event_type)
-            .bind(&row.at)
-            .bind(&row.run_id)
-            .bind(&row.data)
-            .execute(&mut *conn)
-            .await?;
+        let rows: Vec<HistoryRow> = events.iter().filter_map(|e| row_of(e)).collect();
+        // Many rows per statement: a heartbeat flood is mostly this table.
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from("INSERT INTO rm_events (position, client, slug, event_type, at, run_id, data) VALUES ");
+            for i in 0..chunk.len() {
+                let b = i * 7;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7));
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                query = query
+                    .bind(row.position)
+                    .bind(&row.client)
+                    .bind(&row.slug)
+                    .bind(&row.event_type)
+                    .bind(&row.at)
+                    .bind(&row.run_id)
+                    .bind(&row.data);
+            }
+            query.execute(&mut *conn).await?;
         }
         Ok(())
     }
 }
+
+/// Rows in one multi-row INSERT (7 parameters each, well under every backend's limit).
+const ROWS_PER_INSERT: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct HistoryItem {

@@ -1,0 +1,113 @@
+//! Read models as pure folds: events in, rows out.
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use telltale_domain::monitor::*;
+use telltale_domain::notification::{Transition, notification_id};
+use telltale_domain::schedule::Schedule;
+use telltale_domain::span::Span;
+use telltale_domain::{Aggregate, DomainEvent};
+use telltale_projections::Envelope;
+use telltale_projections::models::{history, monitors, notifications};
+use uuid::Uuid;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + TimeDelta::seconds(secs)
+}
+
+fn created() -> MonitorEvent {
+    MonitorEvent::MonitorCreated(MonitorCreated {
+        client: "acme".into(),
+        slug: "sync".into(),
+        config: MonitorConfig {
+            name: "Sync".into(),
+            schedule: Schedule::every(Span::from_secs(60)).unwrap(),
+            grace: Span::from_secs(10),
+            max_runtime: None,
+            tags: vec!["nightly".into()],
+        },
+        at: t(0),
+    })
+}
+
+fn beat(at: i64, host: &str) -> MonitorEvent {
+    MonitorEvent::HeartbeatReceived(HeartbeatReceived {
+        at: t(at),
+        status: None,
+        metrics: None,
+        details: SignalDetails { host: Some(host.into()), ..Default::default() },
+    })
+}
+
+#[test]
+fn a_monitor_row_follows_its_events() {
+    let state = MonitorAggregate::fold(Monitor::default(), &[created(), beat(5, "web-1")]);
+    let row = monitors::row_of(&state, t(5), None);
+    assert_eq!((row.client.as_str(), row.slug.as_str(), row.name.as_str()), ("acme", "sync", "Sync"));
+    assert_eq!(row.status, "up");
+    assert_eq!(row.host.as_deref(), Some("web-1"));
+    assert_eq!(row.last_heartbeat_at.as_deref(), Some("2026-01-01T00:00:05.000000Z"));
+    assert_eq!(row.expected_at.as_deref(), Some("2026-01-01T00:01:05.000000Z"));
+    assert_eq!(row.next_deadline_at.as_deref(), Some("2026-01-01T00:01:15.000000Z"));
+    assert_eq!(row.tags, r#"["nightly"]"#);
+    assert!(!row.deleted);
+    // After a restart later than the last beat, the deadline row shows the fresh allowance.
+    let row = monitors::row_of(&state, t(5), Some(t(100)));
+    assert_eq!(row.next_deadline_at.as_deref(), Some("2026-01-01T00:02:50.000000Z"));
+}
+
+#[test]
+fn a_deleted_monitor_row_is_marked_and_has_no_deadline() {
+    let deleted = MonitorEvent::MonitorDeleted(MonitorDeleted { at: t(9) });
+    let state = MonitorAggregate::fold(Monitor::default(), &[created(), beat(5, "web-1"), deleted]);
+    let row = monitors::row_of(&state, t(9), None);
+    assert!(row.deleted);
+    assert_eq!(row.next_deadline_at, None);
+}
+
+#[test]
+fn history_rows_exist_for_monitor_events_only() {
+    let envelope = |event: DomainEvent, stream: &str| Envelope { position: 7, stream_id: stream.into(), recorded_at: t(1), event };
+    let row = history::row_of(&envelope(DomainEvent::Monitor(beat(3, "h")), "monitor:acme:sync")).unwrap();
+    assert_eq!((row.position, row.client.as_str(), row.slug.as_str(), row.event_type.as_str()), (7, "acme", "sync", "HeartbeatReceived"));
+    assert_eq!(row.at, "2026-01-01T00:00:03.000000Z");
+    let system = telltale_domain::system::SystemEvent::ServiceStarted(telltale_domain::system::ServiceStarted {
+        node_id: Uuid::nil(),
+        at: t(0),
+        version: "x".into(),
+    });
+    assert!(history::row_of(&envelope(DomainEvent::System(system), "system")).is_none());
+}
+
+#[test]
+fn a_notification_payload_names_the_alert_and_its_monitor() {
+    let alert_id = Uuid::from_u128(42);
+    let channel = Uuid::from_u128(7);
+    let opened = MonitorEvent::AlertOpened(AlertOpened {
+        alert_id,
+        cause: AlertCause::Missed,
+        opened_at: t(75),
+        message: "sync has gone silent".into(),
+    });
+    let (transition, id, body) = notifications::payload("acme", "sync", &opened, channel).unwrap();
+    assert_eq!((transition, id), (Transition::Opened, alert_id));
+    assert_eq!(body["notification_id"], notification_id(alert_id, Transition::Opened, channel).to_string());
+    assert_eq!((body["client"].as_str(), body["monitor"].as_str(), body["cause"].as_str()), (Some("acme"), Some("sync"), Some("missed")));
+    assert_eq!(body["opened_at"], "2026-01-01T00:01:15.000000Z");
+    assert!(body["resolved_at"].is_null());
+    let resolved = MonitorEvent::AlertResolved(AlertResolved {
+        alert_id,
+        cause: AlertCause::Missed,
+        opened_at: t(75),
+        resolved_at: t(80),
+        message: "back".into(),
+    });
+    let (transition, _, body) = notifications::payload("acme", "sync", &resolved, channel).unwrap();
+    assert_eq!((transition, body["state"].as_str()), (Transition::Resolved, Some("resolved")));
+    assert_eq!(body["resolved_at"], "2026-01-01T00:01:20.000000Z");
+    assert!(notifications::payload("acme", "sync", &beat(1, "h"), channel).is_none());
+    assert_ne!(
+        notification_id(alert_id, Transition::Opened, channel),
+        notification_id(alert_id, Transition::Resolved, channel),
+        "each transition has its own idempotency key"
+    );
+}

@@ -1,0 +1,202 @@
+//! End to end with real processes: the `telltale` binary, a shell loop that beats with curl,
+//! a webhook receiver on loopback, and real time.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_telltale");
+
+/// A `telltale serve` process.
+struct Server {
+    child: Child,
+    base: String,
+    port: u16,
+}
+
+fn db_url(dir: &Path) -> String {
+    format!("sqlite://{}/telltale.db", dir.display())
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--no-bootstrap"])
+            .env("TELLTALE_DATABASE_URL", db_url(dir))
+            .env("TELLTALE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TELLTALE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("telltale starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let base = first.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line: {first}");
+        let port = base.rsplit(':').next().unwrap().parse().unwrap();
+        Server { child, base, port }
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli_key(dir: &Path, client: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--client", client, "--create-client"])
+        .env("TELLTALE_DATABASE_URL", db_url(dir))
+        .env("TELLTALE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().last().expect("the key is on the last line").trim().to_string()
+}
+
+/// `sh` beating every second with curl; each HTTP status is appended to `log`.
+struct Beater(Child);
+
+impl Beater {
+    fn start(url: &str, key: &str, log: &Path) -> Beater {
+        let script = r#"while true; do
+            code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" "$URL")
+            echo "$code" >> "$LOG"
+            sleep 1
+        done"#;
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .env("URL", url)
+            .env("KEY", key)
+            .env("LOG", log)
+            .process_group(0)
+            .spawn()
+            .expect("sh and curl are installed");
+        Beater(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Beater {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn json_of(http: &reqwest::Client, url: &str, key: &str) -> Value {
+    http.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count(log: &Path, code: &str) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.trim() == code).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_is_alerted_once_within_seconds_and_its_return_resolves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0);
+    let key = cli_key(dir.path(), "acme");
+    let http = http_client();
+    let mut receiver = Receiver::start().await;
+    let post = |path: &str, body: Value| http.post(format!("{}{path}", server.base)).bearer_auth(&key).json(&body).send();
+    assert!(post("/v1/channels", json!({"name": "ops", "kind": "webhook", "config": {"url": receiver.url}})).await.unwrap().status().is_success());
+    let created = post("/v1/monitors", json!({"slug": "cron-job", "schedule": {"every": "2s"}, "grace": "1s"})).await.unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+
+    let beat_url = format!("{}/v1/monitors/cron-job/heartbeat", server.base);
+    let log = dir.path().join("beats.log");
+    let mut beater = Beater::start(&beat_url, &key, &log);
+    let monitor_url = format!("{}/v1/monitors/cron-job", server.base);
+    wait_for("three beats", Duration::from_secs(15), async || count(&log, "200") >= 3).await;
+    beater.kill();
+
+    let opened = receiver.next(Duration::from_secs(10)).await.expect("an alert opens");
+    let received_at = Utc::now();
+    assert_eq!(opened.body["transition"], "opened");
+    let monitor = json_of(&http, &monitor_url, &key).await;
+    let last_beat: DateTime<Utc> = monitor["last_heartbeat_at"].as_str().unwrap().parse().unwrap();
+    let latency = received_at - last_beat;
+    eprintln!("alert received {} ms after the last beat", latency.num_milliseconds());
+    assert!(latency < chrono::TimeDelta::seconds(4), "{latency}");
+    assert_eq!(monitor["status"], "down");
+
+    let beater = Beater::start(&beat_url, &key, &log);
+    let resolved = receiver.next(Duration::from_secs(10)).await.expect("the alert resolves");
+    assert_eq!(resolved.body["transition"], "resolved");
+    assert_eq!(resolved.body["alert_id"], opened.body["alert_id"]);
+    // Three more periods of steady beats: nothing else arrives.
+    let beats = count(&log, "200");
+    wait_for("more beats", Duration::from_secs(15), async || count(&log, "200") >= beats + 3).await;
+    drop(beater);
+    assert!(receiver.drain().is_empty(), "exactly one opening and one recovery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_telltale_between_beats_loses_nothing_and_alerts_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), 0);
+    let port = server.port;
+    let key = cli_key(dir.path(), "acme");
+    let http = http_client();
+    let mut receiver = Receiver::start().await;
+    for (path, body) in [
+        ("/v1/channels", json!({"name": "ops", "kind": "webhook", "config": {"url": receiver.url}})),
+        ("/v1/monitors", json!({"slug": "steady", "schedule": {"every": "2s"}, "grace": "1s"})),
+    ] {
+        let response = http.post(format!("{}{path}", server.base)).bearer_auth(&key).json(&body).send().await.unwrap();
+        assert!(response.status().is_success());
+    }
+    let log = dir.path().join("beats.log");
+    let beater = Beater::start(&format!("{}/v1/monitors/steady/heartbeat", server.base), &key, &log);
+    wait_for("beats", Duration::from_secs(15), async || count(&log, "200") >= 2).await;
+
+    // A clean stop, then a crash: each time telltale comes back on the same port at once.
+    for signal in ["-TERM", "-KILL"] {
+        let before = count(&log, "200");
+        wait_for("a beat", Duration::from_secs(5), async || count(&log, "200") > before).await;
+        server.signal(signal);
+        server = Server::start(dir.path(), port);
+        let now = count(&log, "200");
+        wait_for("beats after the restart", Duration::from_secs(15), async || count(&log, "200") >= now + 3).await;
+    }
+    drop(beater);
+
+    let ok = count(&log, "200");
+    let history: Value =
+        json_of(&http, &format!("{}/v1/monitors/steady/events?type=HeartbeatReceived&limit=500", server.base), &key).await;
+    assert_eq!(history["events"].as_array().unwrap().len(), ok, "every acknowledged beat is in the log, once");
+    let alerts: Value = json_of(&http, &format!("{}/v1/alerts?state=all", server.base), &key).await;
+    assert!(alerts["alerts"].as_array().unwrap().is_empty(), "no alert caused by the restarts: {alerts}");
+    assert!(receiver.drain().is_empty());
+    drop(server);
+}
