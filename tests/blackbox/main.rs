@@ -4,6 +4,7 @@ mod common;
 
 mod api;
 mod concurrency;
+mod dashboard;
 mod detection;
 mod ingest;
 mod notifications;
