@@ -135,7 +135,19 @@ impl App {
             let warmed = monitors.warm("monitor:").await?;
             tracing::info!(monitors = warmed, deadlines = detector.len(), "loaded monitor states");
         }
-        Ok(Arc::new(App { config, clock, store, read, projector, monitors, clients, detector, node_id, started_at, keys }))
+        Ok(Arc::new(App {
+            config,
+            clock,
+            store,
+            read,
+            projector,
+            monitors,
+            clients,
+            detector,
+            node_id,
+            started_at,
+            keys,
+        }))
     }
 
     /// Waits (briefly) until the read models hold everything appended so far, so that a client
@@ -206,7 +218,10 @@ impl App {
             record = clients::find_key(&self.read.pool, key_id).await?;
         }
         if let Some(record) = &record {
-            self.keys.lock().expect("key cache lock").insert(key_id.to_string(), (record.clone(), std::time::Instant::now()));
+            self.keys
+                .lock()
+                .expect("key cache lock")
+                .insert(key_id.to_string(), (record.clone(), std::time::Instant::now()));
         }
         Ok(record)
     }

@@ -29,17 +29,11 @@ pub struct NotifyConfig {
     pub timeout: Span,
     /// The longest wait between two attempts of one notification.
     pub max_backoff: Span,
-    /// How long a notification is retried before it is given up.
-    pub give_up_after: Span,
 }
 
 impl Default for NotifyConfig {
     fn default() -> Self {
-        NotifyConfig {
-            timeout: Span::from_secs(10),
-            max_backoff: Span::from_secs(300),
-            give_up_after: Span::from_secs(86_400),
-        }
+        NotifyConfig { timeout: Span::from_secs(10), max_backoff: Span::from_secs(300) }
     }
 }
 
@@ -71,7 +65,6 @@ pub struct FileConfig {
 pub struct FileNotify {
     pub timeout: Option<String>,
     pub max_backoff: Option<String>,
-    pub give_up_after: Option<String>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -120,9 +113,6 @@ impl Config {
         }
         if let Some(v) = file.notify.max_backoff {
             self.notify.max_backoff = span("max_backoff", &v)?;
-        }
-        if let Some(v) = file.notify.give_up_after {
-            self.notify.give_up_after = span("give_up_after", &v)?;
         }
         Ok(())
     }

@@ -15,8 +15,10 @@ use crate::app::{App, Role};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::notify::Dispatcher;
+use crate::store::sqlite::ServerLock;
 
 pub struct Application {
+    _lock: Option<ServerLock>,
     app: Arc<App>,
     server: Server,
     addr: SocketAddr,
@@ -46,6 +48,7 @@ impl Application {
         workers: Workers,
         signals: bool,
     ) -> anyhow::Result<Application> {
+        let lock = ServerLock::acquire(&config.database_url)?;
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
@@ -74,7 +77,7 @@ impl Application {
             server = server.disable_signals();
         }
         let server = server.run();
-        Ok(Application { app, server, addr, shutdown, tasks })
+        Ok(Application { _lock: lock, app, server, addr, shutdown, tasks })
     }
 
     pub fn port(&self) -> u16 {
@@ -96,6 +99,7 @@ impl Application {
     /// Serves until the server is stopped (by a signal or through its handle), then stops the
     /// background work and records the stop.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let _lock = self._lock;
         let served = self.server.await;
         let _ = self.shutdown.send(true);
         for task in self.tasks {

@@ -66,9 +66,13 @@ fn a_deleted_monitor_row_is_marked_and_has_no_deadline() {
 
 #[test]
 fn history_rows_exist_for_monitor_events_only() {
-    let envelope = |event: DomainEvent, stream: &str| Envelope { position: 7, stream_id: stream.into(), recorded_at: t(1), event };
+    let envelope =
+        |event: DomainEvent, stream: &str| Envelope { position: 7, stream_id: stream.into(), recorded_at: t(1), event };
     let row = history::row_of(&envelope(DomainEvent::Monitor(beat(3, "h")), "monitor:acme:sync")).unwrap();
-    assert_eq!((row.position, row.client.as_str(), row.slug.as_str(), row.event_type.as_str()), (7, "acme", "sync", "HeartbeatReceived"));
+    assert_eq!(
+        (row.position, row.client.as_str(), row.slug.as_str(), row.event_type.as_str()),
+        (7, "acme", "sync", "HeartbeatReceived")
+    );
     assert_eq!(row.at, "2026-01-01T00:00:03.000000Z");
     let system = telltale_domain::system::SystemEvent::ServiceStarted(telltale_domain::system::ServiceStarted {
         node_id: Uuid::nil(),
@@ -91,7 +95,10 @@ fn a_notification_payload_names_the_alert_and_its_monitor() {
     let (transition, id, body) = notifications::payload("acme", "sync", &opened, channel).unwrap();
     assert_eq!((transition, id), (Transition::Opened, alert_id));
     assert_eq!(body["notification_id"], notification_id(alert_id, Transition::Opened, channel).to_string());
-    assert_eq!((body["client"].as_str(), body["monitor"].as_str(), body["cause"].as_str()), (Some("acme"), Some("sync"), Some("missed")));
+    assert_eq!(
+        (body["client"].as_str(), body["monitor"].as_str(), body["cause"].as_str()),
+        (Some("acme"), Some("sync"), Some("missed"))
+    );
     assert_eq!(body["opened_at"], "2026-01-01T00:01:15.000000Z");
     assert!(body["resolved_at"].is_null());
     let resolved = MonitorEvent::AlertResolved(AlertResolved {

@@ -7,7 +7,6 @@
 //! that commits late.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -60,14 +59,39 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
         .foreign_keys(true))
 }
 
-/// Creates the directory a `sqlite:` URL's file lives in.
-pub fn ensure_parent_dir(url: &str) -> std::io::Result<()> {
+/// The file path of a `sqlite:` URL (`None` for an in-memory database).
+pub fn file_path(url: &str) -> Option<std::path::PathBuf> {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// Holds `<database>.lock` for as long as a server uses the file: two servers on one SQLite
+/// file would both detect and both notify.
+pub struct ServerLock(#[allow(dead_code)] std::fs::File);
+
+impl ServerLock {
+    pub fn acquire(url: &str) -> anyhow::Result<Option<ServerLock>> {
+        let Some(path) = file_path(url) else { return Ok(None) };
+        ensure_parent_dir(url)?;
+        let lock_path = path.with_extension("lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ServerLock(file))),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another `telltale serve` is using {} (it holds {}); run one server per SQLite file",
+                path.display(),
+                lock_path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
     }
-    match Path::new(path).parent() {
+}
+
+/// Creates the directory a `sqlite:` URL's file lives in.
+pub fn ensure_parent_dir(url: &str) -> std::io::Result<()> {
+    let Some(path) = file_path(url) else { return Ok(()) };
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
         _ => Ok(()),
     }

@@ -208,3 +208,13 @@ async fn channels_are_listed_read_and_removed_within_their_client() {
     assert_eq!(gone.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.get(&format!("/v1/channels/{id}")).await.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_database_is_refused() {
+    let app = TestApp::spawn().await;
+    let config = telltale::config::Config { listen: "127.0.0.1:0".into(), ..config_for(&app.dir, 0) };
+    let clock: telltale::clock::SharedClock = std::sync::Arc::new(app.clock.clone());
+    let second = telltale::startup::Application::build(config, clock).await;
+    let message = second.err().expect("refused").to_string();
+    assert!(message.contains("another `telltale serve`"), "{message}");
+}

@@ -16,7 +16,10 @@ fn chromium() -> Option<PathBuf> {
         out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     });
     if found.is_none() {
-        assert!(std::env::var("TELLTALE_REQUIRE_BROWSER").is_err(), "TELLTALE_REQUIRE_BROWSER is set but Chromium is not installed");
+        assert!(
+            std::env::var("TELLTALE_REQUIRE_BROWSER").is_err(),
+            "TELLTALE_REQUIRE_BROWSER is set but Chromium is not installed"
+        );
         eprintln!("skipping the browser test: Chromium is not installed (apt-get install -y chromium)");
     }
     found
@@ -66,7 +69,10 @@ async fn the_dashboard_shows_every_monitor_with_status_last_heartbeat_host_and_a
     .unwrap();
     assert!(dom.contains("<table id=\"monitors\">"), "{dom}");
     for (slug, status) in [("nightly-sync", "up"), ("log-rotate", "down"), ("billing", "new")] {
-        assert!(dom.contains(&format!("data-monitor=\"{slug}\" data-status=\"{status}\"")), "{slug} is {status}: {dom}");
+        assert!(
+            dom.contains(&format!("data-monitor=\"{slug}\" data-status=\"{status}\"")),
+            "{slug} is {status}: {dom}"
+        );
     }
     assert!(dom.contains("web-3"), "the host is shown");
     assert!(dom.contains("missed since"), "the active alert is shown");

@@ -128,9 +128,17 @@ async fn a_killed_process_is_alerted_once_within_seconds_and_its_return_resolves
     let key = cli_key(dir.path(), "acme");
     let http = http_client();
     let mut receiver = Receiver::start().await;
-    let post = |path: &str, body: Value| http.post(format!("{}{path}", server.base)).bearer_auth(&key).json(&body).send();
-    assert!(post("/v1/channels", json!({"name": "ops", "kind": "webhook", "config": {"url": receiver.url}})).await.unwrap().status().is_success());
-    let created = post("/v1/monitors", json!({"slug": "cron-job", "schedule": {"every": "2s"}, "grace": "1s"})).await.unwrap();
+    let post =
+        |path: &str, body: Value| http.post(format!("{}{path}", server.base)).bearer_auth(&key).json(&body).send();
+    assert!(
+        post("/v1/channels", json!({"name": "ops", "kind": "webhook", "config": {"url": receiver.url}}))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let created =
+        post("/v1/monitors", json!({"slug": "cron-job", "schedule": {"every": "2s"}, "grace": "1s"})).await.unwrap();
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
 
     let beat_url = format!("{}/v1/monitors/cron-job/heartbeat", server.base);
@@ -193,7 +201,8 @@ async fn restarting_telltale_between_beats_loses_nothing_and_alerts_nobody() {
 
     let ok = count(&log, "200");
     let history: Value =
-        json_of(&http, &format!("{}/v1/monitors/steady/events?type=HeartbeatReceived&limit=500", server.base), &key).await;
+        json_of(&http, &format!("{}/v1/monitors/steady/events?type=HeartbeatReceived&limit=500", server.base), &key)
+            .await;
     assert_eq!(history["events"].as_array().unwrap().len(), ok, "every acknowledged beat is in the log, once");
     let alerts: Value = json_of(&http, &format!("{}/v1/alerts?state=all", server.base), &key).await;
     assert!(alerts["alerts"].as_array().unwrap().is_empty(), "no alert caused by the restarts: {alerts}");

@@ -57,13 +57,23 @@ impl Projection for HistoryProjection {
         let rows: Vec<HistoryRow> = events.iter().filter_map(|e| row_of(e)).collect();
         // Many rows per statement: a heartbeat flood is mostly this table.
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from("INSERT INTO rm_events (position, client, slug, event_type, at, run_id, data) VALUES ");
+            let mut sql =
+                String::from("INSERT INTO rm_events (position, client, slug, event_type, at, run_id, data) VALUES ");
             for i in 0..chunk.len() {
                 let b = i * 7;
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7));
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                ));
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for row in chunk {
