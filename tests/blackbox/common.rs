@@ -54,11 +54,7 @@ pub fn config_for(dir: &tempfile::TempDir, port: u16) -> Config {
     Config {
         database_url: format!("sqlite://{}/telltale.db", dir.path().display()),
         listen: format!("127.0.0.1:{port}"),
-        notify: NotifyConfig {
-            timeout: Span::from_secs(2),
-            max_backoff: Span::from_secs(60),
-            ..NotifyConfig::default()
-        },
+        notify: NotifyConfig { timeout: Span::from_secs(2), max_backoff: Span::from_secs(60) },
         ..Config::default()
     }
 }
