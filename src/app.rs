@@ -114,6 +114,7 @@ impl App {
                     node_id,
                     at,
                     version: env!("CARGO_PKG_VERSION").to_string(),
+                    down_since: last_seen_alive(store.as_ref()).await?,
                 });
                 store.append(streams::SYSTEM, ExpectedVersion::Any, vec![NewEvent::from(event.encode())]).await?;
                 at
@@ -241,4 +242,15 @@ fn command_error<E: std::error::Error + Send + Sync + 'static>(e: CommandError<E
 /// One rustls crypto provider for the whole binary (ring).
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// When the previous telltale on this log was last seen alive, if it did not record its stop:
+/// the commit time of the last event, which is at or after every deadline it acted on.
+async fn last_seen_alive(store: &dyn EventStore) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let head = store.head().await?;
+    if head == 0 {
+        return Ok(None);
+    }
+    let last = store.read_all(head - 1, 1).await?;
+    Ok(last.into_iter().find(|e| e.event_type != "ServiceStopped").map(|e| e.recorded_at))
 }

@@ -1,10 +1,11 @@
 //! The detector: the only thing that turns the passing of time into events.
 //!
-//! It keeps every monitor's effective deadline in an ordered set (no table scan per tick),
-//! sleeps on the injected clock until the earliest one, and then sends that monitor a `Tick`.
-//! The aggregate decides what is due, so the detector cannot alert twice for one miss: once
-//! `HeartbeatMissed` is recorded the deadline is gone. The deadlines come from the command
-//! handler's hook, which runs after every change and for every monitor at start-up.
+//! It keeps every monitor's next wake ([`Monitor::next_wake`]: lateness, a deadline, a hung run)
+//! in an ordered set (no table scan per tick), sleeps on the injected clock until the earliest
+//! one, and then sends that monitor a `Tick`. The aggregate decides what is due, so the detector
+//! cannot alert twice for one miss: once the miss is recorded its wake is gone. The wakes come
+//! from the command handler's hook, which runs after every change and for every monitor at
+//! start-up.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,7 +68,7 @@ impl Detector {
         let detector = Arc::downgrade(self);
         Arc::new(move |stream: &str, state: &Monitor| {
             if let Some(detector) = detector.upgrade() {
-                detector.schedule(stream, state.effective_deadline(service_started_at));
+                detector.schedule(stream, state.next_wake(service_started_at));
             }
         })
     }

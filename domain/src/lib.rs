@@ -7,6 +7,7 @@ pub mod event;
 pub mod ids;
 pub mod monitor;
 pub mod notification;
+pub mod replay;
 pub mod schedule;
 pub mod span;
 pub mod system;

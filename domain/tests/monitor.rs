@@ -22,6 +22,7 @@ fn config(every: i64, grace: i64) -> MonitorConfig {
         schedule: Schedule::every(Span::from_secs(every)).unwrap(),
         grace: Span::from_secs(grace),
         max_runtime: None,
+        min_interval: None,
         tags: vec![],
     }
 }
@@ -120,19 +121,23 @@ fn a_monitor_that_never_signalled_has_no_deadline_and_never_alerts() {
 
 #[test]
 fn nothing_is_due_before_the_deadline() {
-    // C29: a deadline at 13.000; a tick at 12.999 finds nothing.
+    // C29: expected at 12.000, deadline at 13.000; a tick at 11.999 finds nothing, one at
+    // 12.999 finds the process late (inside its grace), which is not a miss.
     let g = given(&[created(2, 1), beat(10.0)]);
-    assert!(g.when(MonitorCommand::Tick, ctx(12.999)).unwrap().is_empty());
+    assert!(g.when(MonitorCommand::Tick, ctx(11.999)).unwrap().is_empty());
+    let events = g.when(MonitorCommand::Tick, ctx(12.999)).unwrap();
+    assert_eq!(events, [MonitorEvent::MonitorLate(MonitorLate { expected_at: t(12.0), deadline: t(13.0) })]);
 }
 
 #[test]
 fn at_the_deadline_the_miss_and_one_alert_are_recorded() {
     let g = given(&[created(2, 1), beat(10.0)]);
     let events = g.when(MonitorCommand::Tick, ctx(13.0)).unwrap();
-    assert_eq!(events.len(), 2);
-    let MonitorEvent::HeartbeatMissed(missed) = &events[0] else { panic!("{events:?}") };
+    assert_eq!(events.len(), 3);
+    assert!(matches!(events[0], MonitorEvent::MonitorLate(_)));
+    let MonitorEvent::HeartbeatMissed(missed) = &events[1] else { panic!("{events:?}") };
     assert_eq!((missed.deadline, missed.expected_at, missed.last_signal_at), (t(13.0), t(12.0), Some(t(10.0))));
-    let MonitorEvent::AlertOpened(opened) = &events[1] else { panic!("{events:?}") };
+    let MonitorEvent::AlertOpened(opened) = &events[2] else { panic!("{events:?}") };
     assert_eq!((opened.cause, opened.opened_at), (AlertCause::Missed, t(13.0)));
 }
 
@@ -151,7 +156,7 @@ fn the_next_heartbeat_resolves_the_alert() {
     let events = given(&history).when(signal(SignalKind::Heartbeat), ctx(20.0)).unwrap();
     assert_eq!(events.iter().map(|e| e.event_type()).collect::<Vec<_>>(), ["HeartbeatReceived", "AlertResolved"]);
     let MonitorEvent::AlertResolved(resolved) = &events[1] else { unreachable!() };
-    let MonitorEvent::AlertOpened(opened) = &history[3] else { unreachable!() };
+    let MonitorEvent::AlertOpened(opened) = &history[4] else { unreachable!() };
     assert_eq!((resolved.alert_id, resolved.opened_at, resolved.resolved_at), (opened.alert_id, t(13.0), t(20.0)));
 }
 
@@ -161,10 +166,10 @@ fn a_beat_that_arrives_after_the_deadline_before_the_detector_still_counts_the_m
     let g = given(&[created(2, 1), beat(10.0)]);
     assert_eq!(
         g.types_when(signal(SignalKind::Heartbeat), ctx(13.5)),
-        ["HeartbeatMissed", "AlertOpened", "HeartbeatReceived", "AlertResolved"]
+        ["MonitorLate", "HeartbeatMissed", "AlertOpened", "HeartbeatReceived", "AlertResolved"]
     );
-    // ...but a beat received before the deadline never produces a miss (C29).
-    assert_eq!(g.types_when(signal(SignalKind::Heartbeat), ctx(12.999)), ["HeartbeatReceived"]);
+    // ...but a beat received before the deadline never produces a miss (C29), only lateness.
+    assert_eq!(g.types_when(signal(SignalKind::Heartbeat), ctx(12.999)), ["MonitorLate", "HeartbeatReceived"]);
 }
 
 #[test]
@@ -194,7 +199,7 @@ fn a_restart_gives_a_fresh_interval_and_grace_to_expectations_from_before_it() {
     assert!(g.when(MonitorCommand::Tick, restarted).unwrap().is_empty());
     // It is still a miss if the process stays silent through the fresh interval.
     let late = Context::new(t(15.5), t(12.5));
-    assert_eq!(g.types_when(MonitorCommand::Tick, late), ["HeartbeatMissed", "AlertOpened"]);
+    assert_eq!(g.types_when(MonitorCommand::Tick, late), ["MonitorLate", "HeartbeatMissed", "AlertOpened"]);
     // A beat after the restart brings the ordinary deadline back.
     let after = given(&[created(2, 1), beat(10.0), beat(13.0)]);
     assert_eq!(after.0.effective_deadline(t(12.5)), Some(t(16.0)));
@@ -328,7 +333,18 @@ fn every_event_round_trips_through_its_stored_form() {
     let history = decide_all(history, MonitorCommand::Reconfigure { config: config(5, 5) }, ctx(18.0));
     let history = decide_all(history, MonitorCommand::Pause, ctx(19.0));
     let history = decide_all(history, MonitorCommand::Resume, ctx(20.0));
-    let history = decide_all(history, MonitorCommand::Delete, ctx(21.0));
+    let strict =
+        MonitorConfig { max_runtime: Some(Span::from_secs(5)), min_interval: Some(Span::from_secs(3)), ..config(5, 5) };
+    let history = decide_all(history, MonitorCommand::Reconfigure { config: strict }, ctx(21.0));
+    let history = decide_all(history, signal(SignalKind::Started), ctx(22.0));
+    let history = decide_all(history, signal(SignalKind::Started), ctx(23.0));
+    let history = decide_all(history, MonitorCommand::Tick, ctx(27.0));
+    let mut history = decide_all(history, MonitorCommand::Delete, ctx(30.0));
+    history.push(MonitorEvent::RunSkipped(RunSkipped {
+        expected_at: t(40.0),
+        deadline: t(45.0),
+        last_signal_at: None,
+    }));
     let mut seen = std::collections::BTreeSet::new();
     for event in &history {
         let stored = event.encode();

@@ -23,6 +23,7 @@ fn created() -> MonitorEvent {
             schedule: Schedule::every(Span::from_secs(60)).unwrap(),
             grace: Span::from_secs(10),
             max_runtime: None,
+            min_interval: None,
             tags: vec!["nightly".into()],
         },
         at: t(0),
@@ -78,6 +79,7 @@ fn history_rows_exist_for_monitor_events_only() {
         node_id: Uuid::nil(),
         at: t(0),
         version: "x".into(),
+        down_since: None,
     });
     assert!(history::row_of(&envelope(DomainEvent::System(system), "system")).is_none());
 }

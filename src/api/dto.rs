@@ -129,6 +129,7 @@ impl MonitorOut {
             schedule: Schedule::Every { period: Span::from_secs(60) },
             grace: Span::ZERO,
             max_runtime: None,
+            min_interval: None,
             tags: vec![],
         });
         let deadline = state.effective_deadline(service_started_at);

@@ -53,6 +53,11 @@ pub struct EventInput {
     pub status: Option<String>,
     /// The tail of the process's output; only the last 64 KiB are kept.
     pub output: Option<String>,
+    /// Set by a sender that had to replace bytes of the output that were not UTF-8.
+    pub output_lossy: Option<bool>,
+    /// The run's duration in milliseconds as the sender measured it (`completed`, `failed`).
+    /// Without it, the duration is the time between the start and the finish as received.
+    pub duration_ms: Option<i64>,
     /// The sender's clock (RFC 3339). Kept for drift reports; never used for detection.
     pub sent_at: Option<String>,
     pub host: Option<String>,
@@ -134,10 +139,11 @@ fn prepare(input: EventInput, default_kind: SignalKind, lossy: bool) -> Result<P
             run_id: input.run_id,
             fresh_run_id: Uuid::new_v4().to_string(),
             exit_code,
+            duration_ms: input.duration_ms,
             status: input.status,
             metrics: input.metrics,
             output: input.output,
-            output_lossy: lossy && input.kind.is_some(),
+            output_lossy: (lossy && input.kind.is_some()) || input.output_lossy.unwrap_or(false),
             details: SignalDetails { sent_at, host: input.host, message: input.message, metadata: input.metadata },
         },
         event_id: input.event_id,

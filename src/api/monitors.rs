@@ -58,6 +58,8 @@ pub struct CreateMonitor {
     pub grace: Option<DurationInput>,
     /// The longest a run may take.
     pub max_runtime: Option<DurationInput>,
+    /// Starts or heartbeats closer together than this are recorded as too early.
+    pub min_interval: Option<DurationInput>,
     #[serde(default)]
     pub tags: Vec<String>,
 }
@@ -73,6 +75,10 @@ pub struct UpdateMonitor {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<DurationInput>)]
     pub max_runtime: Option<Option<DurationInput>>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<DurationInput>)]
+    pub min_interval: Option<Option<DurationInput>>,
     pub tags: Option<Vec<String>>,
 }
 
@@ -133,6 +139,7 @@ pub async fn create(
         schedule: input.schedule.to_schedule()?,
         grace: optional_span(&input.grace, "grace")?.unwrap_or(Span::ZERO),
         max_runtime: optional_span(&input.max_runtime, "max_runtime")?,
+        min_interval: optional_span(&input.min_interval, "min_interval")?,
         tags: input.tags,
     };
     let command = MonitorCommand::Create { client: caller.client.clone(), slug: input.slug.clone(), config };
@@ -182,6 +189,9 @@ pub async fn update(
     }
     if let Some(max_runtime) = &input.max_runtime {
         config.max_runtime = optional_span(max_runtime, "max_runtime")?;
+    }
+    if let Some(min_interval) = &input.min_interval {
+        config.min_interval = optional_span(min_interval, "min_interval")?;
     }
     if let Some(tags) = input.tags {
         config.tags = tags;

@@ -1,0 +1,115 @@
+//! Replay: detection is a pure function of the recorded inputs (signals, configuration changes,
+//! telltale's own starts and stops) and time. Feeding the inputs of a monitor, in log order,
+//! through [`Replay`] recomputes every derived fact (lateness, misses, hung runs, alerts) with a
+//! virtual clock, through the very functions a live decision uses ([`due`] and [`apply`]).
+//!
+//! With the recorded policy it reproduces what was recorded; with another policy (a different
+//! grace, schedule or `max_runtime`) it answers "what would this have alerted on?".
+
+use chrono::{DateTime, Utc};
+
+use crate::aggregate::{Aggregate, Context};
+use crate::monitor::{Monitor, MonitorAggregate, MonitorConfig, MonitorEvent, apply, due};
+use crate::system::SystemEvent;
+
+/// One recorded input, in log order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayInput {
+    /// An event of the monitor's stream. Derived events are skipped: replay recomputes them.
+    Monitor(MonitorEvent),
+    /// telltale's own life.
+    System(SystemEvent),
+}
+
+/// A replay in progress.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    state: Monitor,
+    /// When the telltale being replayed started to receive; `None` while it is down.
+    listening_since: Option<DateTime<Utc>>,
+    policy: Option<MonitorConfig>,
+    derived: Vec<MonitorEvent>,
+}
+
+impl Replay {
+    /// A replay with the recorded configuration (`policy: None`) or with `policy` in place of
+    /// every configuration the monitor had.
+    pub fn new(policy: Option<MonitorConfig>) -> Replay {
+        Replay { state: Monitor::default(), listening_since: None, policy, derived: Vec::new() }
+    }
+
+    pub fn state(&self) -> &Monitor {
+        &self.state
+    }
+
+    /// The derived events so far, in order.
+    pub fn derived(&self) -> &[MonitorEvent] {
+        &self.derived
+    }
+
+    pub fn into_derived(self) -> Vec<MonitorEvent> {
+        self.derived
+    }
+
+    /// Lets virtual time pass until `now`: whatever became due is derived, as the detector
+    /// would have, but only while telltale was listening.
+    pub fn advance(&mut self, now: DateTime<Utc>) {
+        let Some(since) = self.listening_since else { return };
+        if !self.state.exists() {
+            return;
+        }
+        let ctx = Context::new(now, since);
+        let events = due(&self.state, &ctx);
+        self.state = MonitorAggregate::fold(std::mem::take(&mut self.state), &events);
+        self.derived.extend(events);
+    }
+
+    pub fn feed(&mut self, input: ReplayInput) {
+        match input {
+            ReplayInput::System(SystemEvent::ServiceStarted(started)) => {
+                if self.listening_since.is_some() {
+                    // The previous run ended without a trace: it listened until it was last seen.
+                    self.advance(started.down_since.unwrap_or(started.at));
+                }
+                self.listening_since = Some(started.at);
+            }
+            ReplayInput::System(SystemEvent::ServiceStopped(stopped)) => {
+                self.advance(stopped.at);
+                self.listening_since = None;
+            }
+            ReplayInput::Monitor(event) if event.is_derived() => {}
+            ReplayInput::Monitor(mut event) => {
+                let at = event.at();
+                self.advance(at);
+                if let Some(policy) = &self.policy {
+                    match &mut event {
+                        MonitorEvent::MonitorCreated(e) => e.config = policy.clone(),
+                        MonitorEvent::MonitorReconfigured(e) => e.config = policy.clone(),
+                        _ => {}
+                    }
+                }
+                // A decision made while the replayed telltale is down cannot happen live; if
+                // one shows up anyway (an old log without `ServiceStarted`), it is judged as if
+                // telltale had just started.
+                let ctx = Context::new(at, self.listening_since.unwrap_or(at));
+                let mut out = Vec::new();
+                self.state = apply(std::mem::take(&mut self.state), vec![event], &ctx, &mut out);
+                self.derived.extend(out.into_iter().filter(MonitorEvent::is_derived));
+            }
+        }
+    }
+
+    /// Feeds every input, then lets time run to `until`.
+    pub fn run(
+        policy: Option<MonitorConfig>,
+        inputs: impl IntoIterator<Item = ReplayInput>,
+        until: DateTime<Utc>,
+    ) -> Replay {
+        let mut replay = Replay::new(policy);
+        for input in inputs {
+            replay.feed(input);
+        }
+        replay.advance(until);
+        replay
+    }
+}
