@@ -752,8 +752,9 @@ pub fn react(before: &Monitor, after: &Monitor, fact: &MonitorEvent, ctx: &Conte
     events
 }
 
-/// Applies facts one by one, each followed by its reactions: the one path that both `decide`
-/// and replay take.
+/// Applies facts one by one, each followed by its reactions and by whatever it made due at
+/// once (a shorter `max_runtime`, say: recorded now, not at the next tick, so that a stop right
+/// after this decision cannot lose it). The one path that both `decide` and replay take.
 pub fn apply(state: Monitor, facts: Vec<MonitorEvent>, ctx: &Context, out: &mut Vec<MonitorEvent>) -> Monitor {
     let mut current = state;
     for fact in facts {
@@ -763,6 +764,9 @@ pub fn apply(state: Monitor, facts: Vec<MonitorEvent>, ctx: &Context, out: &mut 
         out.push(fact);
         current = MonitorAggregate::fold(current, &reactions);
         out.extend(reactions);
+        let now_due = due(&current, ctx);
+        current = MonitorAggregate::fold(current, &now_due);
+        out.extend(now_due);
     }
     current
 }
