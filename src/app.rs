@@ -160,9 +160,9 @@ impl App {
         }
     }
 
-    /// Records a clean stop.
-    pub async fn record_stop(&self) -> Result<(), StoreError> {
-        let event = SystemEvent::ServiceStopped(ServiceStopped { node_id: self.node_id, at: self.clock.now() });
+    /// Records a clean stop at `at`, after everything due by then was acted on.
+    pub async fn record_stop(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let event = SystemEvent::ServiceStopped(ServiceStopped { node_id: self.node_id, at });
         self.store.append(streams::SYSTEM, ExpectedVersion::Any, vec![NewEvent::from(event.encode())]).await?;
         Ok(())
     }

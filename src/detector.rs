@@ -127,24 +127,31 @@ impl Detector {
                 _ = self.wake.notified() => continue,
                 _ = shutdown.changed() => continue,
             }
-            let due = self.take_due(self.clock.now());
-            futures::stream::iter(due)
-                .for_each_concurrent(CONCURRENT_TICKS, |stream| {
-                    let monitors = monitors.clone();
-                    let detector = self.clone();
-                    async move {
-                        match monitors.execute(&stream, MonitorCommand::Tick, None).await {
-                            Ok(_) | Err(CommandError::Domain(MonitorError::NotFound(_))) => {}
-                            Err(e) => {
-                                tracing::error!(stream, error = %e, "detector: a tick failed; retrying in 1s");
-                                let retry = detector.clock.now() + chrono::TimeDelta::seconds(1);
-                                detector.schedule(&stream, Some(retry));
-                            }
-                        }
-                        detector.in_flight.fetch_sub(1, Ordering::SeqCst);
-                    }
-                })
-                .await;
+            self.act_on_due(&monitors, self.clock.now()).await;
         }
+    }
+
+    /// Ticks every monitor whose wake is at or before `now`, and waits for them. A clean stop
+    /// calls it before recording itself, so that `ServiceStopped` means "everything due before
+    /// this was acted on", which replay relies on.
+    pub async fn act_on_due(self: &Arc<Self>, monitors: &Arc<Handler<MonitorAggregate>>, now: DateTime<Utc>) {
+        let due = self.take_due(now);
+        futures::stream::iter(due)
+            .for_each_concurrent(CONCURRENT_TICKS, |stream| {
+                let monitors = monitors.clone();
+                let detector = self.clone();
+                async move {
+                    match monitors.execute(&stream, MonitorCommand::Tick, None).await {
+                        Ok(_) | Err(CommandError::Domain(MonitorError::NotFound(_))) => {}
+                        Err(e) => {
+                            tracing::error!(stream, error = %e, "detector: a tick failed; retrying in 1s");
+                            let retry = detector.clock.now() + chrono::TimeDelta::seconds(1);
+                            detector.schedule(&stream, Some(retry));
+                        }
+                    }
+                    detector.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+            })
+            .await;
     }
 }

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod detector;
 pub mod notify;
+pub mod replay;
 pub mod startup;
 pub mod store;
 pub mod web;

@@ -59,6 +59,28 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Runs detection again over a monitor's history with a virtual clock, and sets what was
+    /// recorded beside what the replay derives (with the recorded policy, or with --policy).
+    Replay {
+        /// The monitor's slug.
+        #[arg(long)]
+        monitor: String,
+        /// The monitor's client.
+        #[arg(long, default_value = "default")]
+        client: String,
+        /// Report from this instant (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Replay up to this instant (RFC 3339); default: now.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// A TOML or JSON file with another policy: schedule, grace, max_runtime, min_interval.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints the OpenAPI document.
     Openapi {
         /// Write it to this file instead of standard output.
@@ -81,7 +103,7 @@ enum KeysCommand {
     Create {
         #[arg(long)]
         client: String,
-        /// ingest, read or admin; repeat for several. Default: all three.
+        /// ingest, read, admin or provision (ingest may create monitors); repeat for several. Default: ingest, read, admin.
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// A note to recognise the key by.
@@ -118,11 +140,13 @@ fn load_config(global: &Global) -> anyhow::Result<Config> {
 
 fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
     if raw.is_empty() {
-        return Ok(Scope::ALL.to_vec());
+        return Ok(Scope::DEFAULT.to_vec());
     }
     raw.iter()
         .flat_map(|s| s.split(','))
-        .map(|s| Scope::parse(s.trim()).with_context(|| format!("unknown scope `{s}`: use ingest, read or admin")))
+        .map(|s| {
+            Scope::parse(s.trim()).with_context(|| format!("unknown scope `{s}`: use ingest, read, admin or provision"))
+        })
         .collect()
 }
 
@@ -188,6 +212,38 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("rebuilt every read model in {:.1}s", started.elapsed().as_secs_f64());
             Ok(())
         }
+        Command::Replay { monitor, client, from, to, policy, json } => {
+            let policy = match policy {
+                Some(path) => load_policy(&path)?,
+                None => Default::default(),
+            };
+            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            let tty = std::io::stderr().is_terminal();
+            let report = telltale::replay::replay(
+                app.store.as_ref(),
+                &client,
+                &monitor,
+                from,
+                to,
+                policy,
+                chrono::Utc::now(),
+                |done, total| {
+                    if tty {
+                        eprint!("\rreplaying {monitor}: {done} / {total} inputs");
+                    }
+                },
+            )
+            .await?;
+            if tty {
+                eprintln!();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_replay(&report);
+            }
+            Ok(())
+        }
         Command::Openapi { output } => {
             let json = telltale::api::openapi_json();
             match output {
@@ -199,6 +255,40 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Reads a policy file (TOML, or JSON when it ends in `.json`).
+fn load_policy(path: &std::path::Path) -> anyhow::Result<telltale_domain::replay::PolicyOverride> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let input: telltale::api::replay::PolicyInput = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid policy", path.display()))?
+    } else {
+        toml::from_str(&text).with_context(|| format!("{} is not a valid policy", path.display()))?
+    };
+    input.to_override().map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))
+}
+
+fn print_replay(report: &telltale::replay::ReplayReport) {
+    let line = |e: &Option<telltale::replay::DerivedOut>| e.as_ref().map(|e| e.event_type.clone()).unwrap_or_default();
+    println!("{:<24}  {:<20}  {:<20}", "at", "recorded", "replayed");
+    for row in &report.rows {
+        let mark = if row.recorded.is_some() && row.replayed.is_some() { " " } else { "*" };
+        println!(
+            "{:<24}  {:<20}  {:<20}{mark}",
+            row.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            line(&row.recorded),
+            line(&row.replayed)
+        );
+    }
+    println!(
+        "{} inputs; recorded {} derived events ({} alerts), replay derived {} ({} alerts): {}",
+        report.inputs,
+        report.recorded,
+        report.recorded_alerts,
+        report.replayed,
+        report.replayed_alerts,
+        if report.identical { "identical" } else { "different (rows marked *)" }
+    );
 }
 
 /// Prints a line of the start-up banner; a closed stdout must not bring the server down.
@@ -219,7 +309,7 @@ async fn serve(config: Config, no_bootstrap: bool) -> anyhow::Result<()> {
     let first_start = app.client_names().await?.is_empty();
     if first_start && !no_bootstrap {
         app.register_client("default").await?;
-        let key = app.issue_key("default", Scope::ALL.to_vec(), Some("created on first start".into())).await?;
+        let key = app.issue_key("default", Scope::DEFAULT.to_vec(), Some("created on first start".into())).await?;
         say!();
         say!("First start: created the client `default` and this API key (shown only once, keep it):");
         say!("  {}", key.token);

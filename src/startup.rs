@@ -105,7 +105,10 @@ impl Application {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Err(e) = self.app.record_stop().await {
+        // Act on whatever fell due up to this instant, then say so (see `Detector::act_on_due`).
+        let now = self.app.clock.now();
+        self.app.detector.act_on_due(&self.app.monitors, now).await;
+        if let Err(e) = self.app.record_stop(now).await {
             tracing::warn!(error = %e, "could not record the stop");
         }
         served?;

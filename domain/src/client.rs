@@ -18,10 +18,16 @@ pub enum Scope {
     Read,
     /// Change monitors, channels and keys.
     Admin,
+    /// With `ingest`: the first event for an unknown slug creates its monitor, and an event
+    /// that carries a monitor specification updates it (check-in upsert).
+    Provision,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Admin, Scope::Provision];
+    /// What a key gets when nobody says otherwise. Not `provision`: a typo in a slug should be
+    /// a 404, not a new monitor, unless the operator asked for auto-creation.
+    pub const DEFAULT: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
     pub fn parse(s: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|k| k.as_str() == s)
     }
@@ -30,6 +36,7 @@ impl Scope {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
             Scope::Admin => "admin",
+            Scope::Provision => "provision",
         }
     }
 }

@@ -10,7 +10,43 @@ use chrono::{DateTime, Utc};
 
 use crate::aggregate::{Aggregate, Context};
 use crate::monitor::{Monitor, MonitorAggregate, MonitorConfig, MonitorEvent, apply, due};
+use crate::schedule::Schedule;
+use crate::span::Span;
 use crate::system::SystemEvent;
+
+/// Another policy to replay with: each field given replaces that part of every configuration
+/// the monitor had; absent fields keep what was recorded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyOverride {
+    pub schedule: Option<Schedule>,
+    pub grace: Option<Span>,
+    /// `Some(None)` removes the limit.
+    pub max_runtime: Option<Option<Span>>,
+    pub min_interval: Option<Option<Span>>,
+}
+
+impl PolicyOverride {
+    pub fn is_empty(&self) -> bool {
+        self == &PolicyOverride::default()
+    }
+
+    pub fn apply(&self, config: &MonitorConfig) -> MonitorConfig {
+        let mut config = config.clone();
+        if let Some(schedule) = &self.schedule {
+            config.schedule = schedule.clone();
+        }
+        if let Some(grace) = self.grace {
+            config.grace = grace;
+        }
+        if let Some(max_runtime) = self.max_runtime {
+            config.max_runtime = max_runtime;
+        }
+        if let Some(min_interval) = self.min_interval {
+            config.min_interval = min_interval;
+        }
+        config
+    }
+}
 
 /// One recorded input, in log order.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,14 +63,14 @@ pub struct Replay {
     state: Monitor,
     /// When the telltale being replayed started to receive; `None` while it is down.
     listening_since: Option<DateTime<Utc>>,
-    policy: Option<MonitorConfig>,
+    policy: Option<PolicyOverride>,
     derived: Vec<MonitorEvent>,
 }
 
 impl Replay {
-    /// A replay with the recorded configuration (`policy: None`) or with `policy` in place of
+    /// A replay with the recorded configuration (`policy: None`) or with `policy` laid over
     /// every configuration the monitor had.
-    pub fn new(policy: Option<MonitorConfig>) -> Replay {
+    pub fn new(policy: Option<PolicyOverride>) -> Replay {
         Replay { state: Monitor::default(), listening_since: None, policy, derived: Vec::new() }
     }
 
@@ -83,8 +119,8 @@ impl Replay {
                 self.advance(at);
                 if let Some(policy) = &self.policy {
                     match &mut event {
-                        MonitorEvent::MonitorCreated(e) => e.config = policy.clone(),
-                        MonitorEvent::MonitorReconfigured(e) => e.config = policy.clone(),
+                        MonitorEvent::MonitorCreated(e) => e.config = policy.apply(&e.config),
+                        MonitorEvent::MonitorReconfigured(e) => e.config = policy.apply(&e.config),
                         _ => {}
                     }
                 }
@@ -101,7 +137,7 @@ impl Replay {
 
     /// Feeds every input, then lets time run to `until`.
     pub fn run(
-        policy: Option<MonitorConfig>,
+        policy: Option<PolicyOverride>,
         inputs: impl IntoIterator<Item = ReplayInput>,
         until: DateTime<Utc>,
     ) -> Replay {

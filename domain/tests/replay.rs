@@ -7,7 +7,7 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 use telltale_domain::monitor::*;
-use telltale_domain::replay::{Replay, ReplayInput};
+use telltale_domain::replay::{PolicyOverride, Replay, ReplayInput};
 use telltale_domain::schedule::Schedule;
 use telltale_domain::span::Span;
 use telltale_domain::system::{ServiceStarted, ServiceStopped, SystemEvent};
@@ -220,7 +220,8 @@ fn another_policy_derives_other_events_from_the_same_inputs() {
     assert_eq!(types(&recorded), ["MonitorLate", "MonitorLate", "HeartbeatMissed", "AlertOpened", "AlertResolved"]);
     assert_eq!(Replay::run(None, log.iter().cloned(), end).derived(), recorded.as_slice());
     // A stricter policy (grace 1 s) would have paged twice.
-    let strict = Replay::run(Some(config(10, 1, None, None)), log.iter().cloned(), end);
+    let policy = PolicyOverride { grace: Some(Span::from_secs(1)), ..PolicyOverride::default() };
+    let strict = Replay::run(Some(policy), log.iter().cloned(), end);
     let opened = strict.derived().iter().filter(|e| matches!(e, MonitorEvent::AlertOpened(_))).count();
     assert_eq!(opened, 2);
 }

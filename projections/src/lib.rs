@@ -44,6 +44,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(models::monitors::MonitorsProjection),
         std::sync::Arc::new(models::history::HistoryProjection),
+        std::sync::Arc::new(models::runs::RunsProjection),
         std::sync::Arc::new(models::alerts::AlertsProjection),
         std::sync::Arc::new(models::clients::ClientsProjection),
         std::sync::Arc::new(models::notifications::NotificationsProjection),

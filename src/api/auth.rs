@@ -23,9 +23,11 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// `admin` may do everything; otherwise the key needs the scope itself.
+    /// `admin` may do everything but auto-provision (which is asked for explicitly, so that a
+    /// mistyped slug in a script is a 404 rather than a new monitor); otherwise the key needs
+    /// the scope itself.
     pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+        self.scopes.contains(&scope) || (scope != Scope::Provision && self.scopes.contains(&Scope::Admin))
     }
 
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {

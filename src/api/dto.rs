@@ -47,6 +47,57 @@ impl ScheduleInput {
     }
 }
 
+/// A monitor's configuration sent with an event, for check-in upsert: it creates the monitor
+/// when the slug is unknown, and updates it when it differs. Absent fields keep the current
+/// value (or the default for a new monitor: every 1d, grace 1h).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSpec {
+    pub name: Option<String>,
+    pub schedule: Option<ScheduleInput>,
+    pub grace: Option<DurationInput>,
+    pub max_runtime: Option<DurationInput>,
+    pub min_interval: Option<DurationInput>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// The configuration a monitor created by its first event gets when the event says nothing.
+pub fn default_config(slug: &str) -> MonitorConfig {
+    MonitorConfig {
+        name: slug.to_string(),
+        schedule: Schedule::Every { period: Span::from_secs(86_400) },
+        grace: Span::from_secs(3_600),
+        max_runtime: None,
+        min_interval: None,
+        tags: vec![],
+    }
+}
+
+impl MonitorSpec {
+    /// `base` with this specification laid over it.
+    pub fn apply(&self, mut base: MonitorConfig) -> Result<MonitorConfig, ApiError> {
+        if let Some(name) = &self.name {
+            base.name = name.clone();
+        }
+        if let Some(schedule) = &self.schedule {
+            base.schedule = schedule.to_schedule()?;
+        }
+        if let Some(grace) = &self.grace {
+            base.grace = grace.to_span("monitor.grace")?;
+        }
+        if let Some(max_runtime) = &self.max_runtime {
+            base.max_runtime = Some(max_runtime.to_span("monitor.max_runtime")?);
+        }
+        if let Some(min_interval) = &self.min_interval {
+            base.min_interval = Some(min_interval.to_span("monitor.min_interval")?);
+        }
+        if let Some(tags) = &self.tags {
+            base.tags = tags.clone();
+        }
+        Ok(base)
+    }
+}
+
 fn seconds(span: Span) -> Decimal {
     Decimal::new(span.as_millis(), 3).normalize()
 }

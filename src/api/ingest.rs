@@ -11,14 +11,15 @@ use serde_json::Value;
 use telltale_domain::EventPayload;
 use telltale_domain::client::Scope;
 use telltale_domain::ids::streams;
-use telltale_domain::monitor::{MonitorCommand, MonitorEvent, Signal, SignalDetails, SignalKind};
+use telltale_domain::monitor::{MonitorCommand, MonitorError, MonitorEvent, Signal, SignalDetails, SignalKind};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use super::dto::MonitorOut;
+use super::dto::{MonitorOut, MonitorSpec, default_config};
 use super::monitors::check_slug;
 use super::{ApiError, Caller, ErrorBody, body};
 use crate::app::App;
+use crate::commands::CommandError;
 
 #[derive(OpenApi)]
 #[openapi(paths(heartbeat, event, batch))]
@@ -63,6 +64,9 @@ pub struct EventInput {
     pub host: Option<String>,
     /// The sender's id for this event: a retry with the same id is recorded once.
     pub event_id: Option<String>,
+    /// The monitor's configuration (check-in upsert), for keys with the `provision` scope:
+    /// an unknown slug is created with it, a known one updated to it.
+    pub monitor: Option<MonitorSpec>,
 }
 
 /// What was recorded.
@@ -97,6 +101,7 @@ pub struct BatchAck {
 struct Prepared {
     signal: Signal,
     event_id: Option<String>,
+    spec: Option<MonitorSpec>,
 }
 
 fn prepare(input: EventInput, default_kind: SignalKind, lossy: bool) -> Result<Prepared, ApiError> {
@@ -147,15 +152,57 @@ fn prepare(input: EventInput, default_kind: SignalKind, lossy: bool) -> Result<P
             details: SignalDetails { sent_at, host: input.host, message: input.message, metadata: input.metadata },
         },
         event_id: input.event_id,
+        spec: input.monitor,
     };
     telltale_domain::monitor::check_signal(&prepared.signal)?;
+    if let Some(spec) = &prepared.spec {
+        // Checked now, so that a bad specification refuses the event before anything is kept.
+        spec.apply(default_config("check"))?;
+    }
     Ok(prepared)
 }
 
-async fn record(app: &App, client: &str, slug: &str, prepared: Prepared) -> Result<IngestAck, ApiError> {
-    let stream = streams::monitor(client, slug);
-    let outcome =
-        app.monitors.execute(&stream, MonitorCommand::Signal(Box::new(prepared.signal)), prepared.event_id).await?;
+/// Creates or updates the monitor from an event's specification (check-in upsert).
+async fn provision(app: &App, caller: &Caller, slug: &str, spec: Option<&MonitorSpec>) -> Result<(), ApiError> {
+    let stream = streams::monitor(&caller.client, slug);
+    let state = app.monitors.state(&stream).await?;
+    let command = if state.exists() {
+        let Some(spec) = spec else { return Ok(()) };
+        let current = state.config.clone().ok_or_else(|| ApiError::internal("a live monitor without configuration"))?;
+        MonitorCommand::Reconfigure { config: spec.apply(current)? }
+    } else {
+        let config = match spec {
+            Some(spec) => spec.apply(default_config(slug))?,
+            None => default_config(slug),
+        };
+        MonitorCommand::Create { client: caller.client.clone(), slug: slug.to_string(), config }
+    };
+    match app.monitors.execute(&stream, command, None).await {
+        // Two first events raced: the other one created it.
+        Ok(_) | Err(CommandError::Domain(MonitorError::AlreadyExists(_))) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn record(app: &App, caller: &Caller, slug: &str, prepared: Prepared) -> Result<IngestAck, ApiError> {
+    let stream = streams::monitor(&caller.client, slug);
+    if let Some(spec) = &prepared.spec {
+        if !caller.has(Scope::Provision) {
+            return Err(ApiError::forbidden(
+                "this event carries a `monitor` specification, which needs a key with the `provision` scope",
+            ));
+        }
+        provision(app, caller, slug, Some(spec)).await?;
+    }
+    let command = MonitorCommand::Signal(Box::new(prepared.signal));
+    let outcome = match app.monitors.execute(&stream, command.clone(), prepared.event_id.clone()).await {
+        Err(CommandError::Domain(MonitorError::NotFound(_))) if caller.has(Scope::Provision) => {
+            provision(app, caller, slug, None).await?;
+            app.monitors.execute(&stream, command, prepared.event_id).await?
+        }
+        Err(CommandError::Domain(MonitorError::NotFound(_))) => return Err(unknown_monitor(slug)),
+        other => other?,
+    };
     let (position, fact) = outcome
         .events
         .iter()
@@ -170,6 +217,16 @@ async fn record(app: &App, client: &str, slug: &str, prepared: Prepared) -> Resu
         duplicate: outcome.duplicate,
         monitor: MonitorOut::of(&outcome.state, app.clock.now(), app.started_at),
     })
+}
+
+fn unknown_monitor(slug: &str) -> ApiError {
+    ApiError::not_found(
+        "monitor_not_found",
+        format!(
+            "no monitor `{slug}`: create it with POST /v1/monitors (an admin key), or send its first event with a key \
+             that has the `provision` scope, optionally with a `monitor` object giving its schedule"
+        ),
+    )
 }
 
 fn is_json(req: &HttpRequest, bytes: &[u8]) -> bool {
@@ -214,7 +271,7 @@ pub async fn heartbeat(
     };
     let lossy = std::str::from_utf8(&bytes).is_err();
     let prepared = prepare(input, SignalKind::Heartbeat, lossy)?;
-    Ok(Json(record(&app, &caller.client, &slug, prepared).await?))
+    Ok(Json(record(&app, &caller, &slug, prepared).await?))
 }
 
 /// Records one event of a run's lifecycle, or a heartbeat.
@@ -243,7 +300,7 @@ pub async fn event(
     }
     let lossy = std::str::from_utf8(&bytes).is_err();
     let prepared = prepare(input, SignalKind::Heartbeat, lossy)?;
-    Ok(Json(record(&app, &caller.client, &slug, prepared).await?))
+    Ok(Json(record(&app, &caller, &slug, prepared).await?))
 }
 
 /// Records many events of one monitor, in order. Every event is checked first: one invalid
@@ -280,12 +337,12 @@ pub async fn batch(
         })?);
     }
     let state = app.monitors.state(&streams::monitor(&caller.client, &slug)).await?;
-    if !state.exists() {
-        return Err(telltale_domain::monitor::MonitorError::NotFound(slug.to_string()).into());
+    if !state.exists() && !caller.has(Scope::Provision) {
+        return Err(unknown_monitor(&slug));
     }
     let mut results = Vec::with_capacity(prepared.len());
     for p in prepared {
-        results.push(record(&app, &caller.client, &slug, p).await?);
+        results.push(record(&app, &caller, &slug, p).await?);
     }
     Ok(Json(BatchAck { results }))
 }

@@ -8,6 +8,7 @@ pub mod dto;
 mod error;
 pub mod ingest;
 pub mod monitors;
+pub mod replay;
 pub mod service;
 
 use actix_web::web::{self, Data};
@@ -52,6 +53,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(ingest::Api::openapi());
     doc.merge(monitors::Api::openapi());
+    doc.merge(replay::Api::openapi());
     doc.merge(alerts::Api::openapi());
     doc.merge(channels::Api::openapi());
     doc.merge(service::Api::openapi());
@@ -83,6 +85,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     service::configure(cfg);
     ingest::configure(cfg);
     monitors::configure(cfg);
+    replay::configure(cfg);
     alerts::configure(cfg);
     channels::configure(cfg);
 }

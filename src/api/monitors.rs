@@ -19,7 +19,7 @@ use super::{ApiError, Caller, ErrorBody, body};
 use crate::app::App;
 
 #[derive(OpenApi)]
-#[openapi(paths(list, create, get, update, delete, pause, resume, events))]
+#[openapi(paths(list, create, get, update, delete, pause, resume, events, runs))]
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(update))
             .route(web::delete().to(delete)),
     );
+    cfg.service(super::resource("/v1/monitors/{slug}/runs", "GET").route(web::get().to(runs)));
     cfg.service(super::resource("/v1/monitors/{slug}/pause", "POST").route(web::post().to(pause)));
     cfg.service(super::resource("/v1/monitors/{slug}/resume", "POST").route(web::post().to(resume)));
     cfg.service(
@@ -299,6 +300,85 @@ pub async fn events(
                 at: i.at,
                 run_id: i.run_id,
                 data: i.data,
+            })
+            .collect(),
+        next_before,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Only runs first heard of before this position (for the next page).
+    pub before: Option<i64>,
+    /// At most this many runs (1 to 500, default 50).
+    pub limit: Option<i64>,
+}
+
+/// One run of a monitor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunOut {
+    pub run_id: String,
+    /// `running`, `completed`, `failed` or `timed_out` (still running past `max_runtime`).
+    pub status: String,
+    /// Absent when telltale never saw the start.
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When it was given up on as hung.
+    pub timed_out_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub duration_ms: Option<i64>,
+    pub host: Option<String>,
+    /// The tail of its output (at most 64 KiB).
+    pub output: Option<String>,
+    /// True when bytes of the output that were not UTF-8 were replaced.
+    pub output_lossy: bool,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunsPage {
+    /// Newest first.
+    pub runs: Vec<RunOut>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// A monitor's runs, newest first.
+#[utoipa::path(get, path = "/v1/monitors/{slug}/runs", tag = "monitors", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "The monitor's slug"), RunsQuery),
+    responses((status = 200, body = RunsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn runs(
+    app: Data<App>,
+    caller: Caller,
+    slug: Path<String>,
+    query: Query<RunsQuery>,
+) -> Result<Json<RunsPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    current(&app, &caller, &slug).await?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::unprocessable("invalid_value", "limit must be between 1 and 500"));
+    }
+    app.consistent().await;
+    let views =
+        telltale_projections::models::runs::page(&app.read.pool, &caller.client, &slug, query.before, limit).await?;
+    let next_before = (views.len() as i64 == limit).then(|| views.last().map(|v| v.first_position)).flatten();
+    Ok(Json(RunsPage {
+        runs: views
+            .into_iter()
+            .map(|v| RunOut {
+                run_id: v.run_id,
+                status: v.status,
+                started_at: v.started_at,
+                finished_at: v.finished_at,
+                timed_out_at: v.timed_out_at,
+                exit_code: v.exit_code,
+                duration_ms: v.duration_ms,
+                host: v.host,
+                output: v.output,
+                output_lossy: v.output_lossy,
+                message: v.message,
             })
             .collect(),
         next_before,

@@ -115,7 +115,7 @@ async fn invalid_monitors_are_refused_with_a_reason_and_nothing_is_recorded() {
 async fn keys_decide_the_client_and_a_foreign_key_learns_nothing() {
     let app = TestApp::spawn().await;
     app.create_monitor("secret-job", "1m", "0s").await;
-    let other = app.key_for("globex", &Scope::ALL).await;
+    let other = app.key_for("globex", &Scope::DEFAULT).await;
     // Globex does not see, read, feed, change or delete Acme's monitor.
     let list: Value = app.get_as(&other, "/v1/monitors").await.json().await.unwrap();
     assert!(list["monitors"].as_array().unwrap().is_empty());
@@ -192,7 +192,7 @@ async fn channels_are_listed_read_and_removed_within_their_client() {
     assert_eq!(channel["health"], "unused");
     let list: Value = app.get("/v1/channels").await.json().await.unwrap();
     assert_eq!(list["channels"].as_array().unwrap().len(), 1);
-    let other = app.key_for("globex", &Scope::ALL).await;
+    let other = app.key_for("globex", &Scope::DEFAULT).await;
     assert_eq!(app.get_as(&other, &format!("/v1/channels/{id}")).await.status(), StatusCode::NOT_FOUND);
     let (status, code, _) = error_of(
         app.post("/v1/channels", json!({"name": "ops", "kind": "webhook", "config": {"url": "http://x/"}})).await,

@@ -77,7 +77,7 @@ impl TestApp {
         if !app.client_exists("acme").await.unwrap() {
             app.register_client("acme").await.unwrap();
         }
-        let key = app.issue_key("acme", Scope::ALL.to_vec(), None).await.unwrap().token;
+        let key = app.issue_key("acme", Scope::DEFAULT.to_vec(), None).await.unwrap().token;
         TestApp {
             base: format!("http://127.0.0.1:{port}"),
             http: http_client(),

@@ -57,7 +57,7 @@ async fn the_dashboard_shows_every_monitor_with_status_last_heartbeat_host_and_a
     app.create_monitor("log-rotate", "10s", "0s").await;
     app.post("/v1/monitors/nightly-sync/heartbeat", json!({"host": "web-3"})).await;
     app.beat("log-rotate").await;
-    let other = app.key_for("globex", &telltale_domain::client::Scope::ALL).await;
+    let other = app.key_for("globex", &telltale_domain::client::Scope::DEFAULT).await;
     app.post_as(&other, "/v1/monitors", json!({"slug": "billing", "schedule": {"every": "1h"}})).await;
     app.advance(secs(12)).await;
 

@@ -159,7 +159,7 @@ async fn bad_input_gets_the_documented_error_and_the_log_is_unchanged() {
     let app = TestApp::spawn().await;
     app.create_monitor("job", "1m", "0s").await;
     app.beat("job").await;
-    let foreign = app.key_for("globex", &Scope::ALL).await;
+    let foreign = app.key_for("globex", &Scope::DEFAULT).await;
     let before = app.log().await;
     let url = app.url("/v1/monitors/job/events");
     let send = |body: Vec<u8>, key: Option<String>, url: String| {

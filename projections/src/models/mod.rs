@@ -6,6 +6,7 @@ pub mod clients;
 pub mod history;
 pub mod monitors;
 pub mod notifications;
+pub mod runs;
 
 use chrono::{DateTime, Utc};
 

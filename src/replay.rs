@@ -1,0 +1,189 @@
+//! Replay of one monitor over its recorded history (the adapter around
+//! [`telltale_domain::replay`]): reads the monitor's stream and telltale's own starts and stops,
+//! merges them in log order, runs detection again with a virtual clock, and sets what was
+//! recorded beside what the replay derives.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use telltale_domain::ids::streams;
+use telltale_domain::monitor::MonitorEvent;
+use telltale_domain::replay::{PolicyOverride, Replay, ReplayInput};
+use telltale_domain::{DomainEvent, EventPayload, RecordedEvent};
+use utoipa::ToSchema;
+
+use crate::store::{EventStore, StoreError};
+
+const PAGE: usize = 1000;
+/// Without an explicit `to`, the replay stops this long before now, so that a tick the live
+/// detector is still deciding is not reported as a difference.
+const SETTLE: TimeDelta = TimeDelta::seconds(2);
+
+/// One derived event.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DerivedOut {
+    /// When it became true.
+    pub at: DateTime<Utc>,
+    /// Its event type, e.g. `HeartbeatMissed`, `AlertOpened`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The event as stored.
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// One line of the side-by-side comparison: the same event on both sides, or on one only.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplayRow {
+    pub at: DateTime<Utc>,
+    pub recorded: Option<DerivedOut>,
+    pub replayed: Option<DerivedOut>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplayReport {
+    pub monitor: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: DateTime<Utc>,
+    /// True when a policy other than the recorded one was replayed.
+    pub policy_overridden: bool,
+    /// Inputs (signals, configuration changes, telltale's starts and stops) replayed.
+    pub inputs: usize,
+    /// True when the replay derived exactly what was recorded.
+    pub identical: bool,
+    pub recorded: usize,
+    pub replayed: usize,
+    /// Alerts opened on each side.
+    pub recorded_alerts: usize,
+    pub replayed_alerts: usize,
+    /// Both sides, in time order.
+    pub rows: Vec<ReplayRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no monitor `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+async fn read_everything(store: &dyn EventStore, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut all = Vec::new();
+    loop {
+        let page = store.read_stream(stream, all.len() as i64, PAGE).await?;
+        let done = page.len() < PAGE;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+fn out(event: &MonitorEvent) -> DerivedOut {
+    DerivedOut { at: event.at(), event_type: event.event_type().to_string(), data: event.encode().data }
+}
+
+/// Replays `slug` of `client` between `from` and `to` (default: now, less a moment).
+/// `progress(done, total)` is called as inputs are replayed.
+pub async fn replay(
+    store: &dyn EventStore,
+    client: &str,
+    slug: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    policy: PolicyOverride,
+    now: DateTime<Utc>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<ReplayReport, ReplayError> {
+    let monitor = read_everything(store, &streams::monitor(client, slug)).await?;
+    if monitor.is_empty() {
+        return Err(ReplayError::NotFound(slug.to_string()));
+    }
+    let system = read_everything(store, streams::SYSTEM).await?;
+    let mut merged: Vec<RecordedEvent> = monitor.into_iter().chain(system).collect();
+    merged.sort_by_key(|e| e.position);
+
+    let to = to.unwrap_or(now - SETTLE);
+    let mut recorded = Vec::new();
+    let mut inputs = Vec::with_capacity(merged.len());
+    for event in &merged {
+        match DomainEvent::decode_recorded(event) {
+            Ok(DomainEvent::Monitor(e)) => {
+                if e.is_derived() {
+                    recorded.push(e);
+                } else {
+                    inputs.push(ReplayInput::Monitor(e));
+                }
+            }
+            Ok(DomainEvent::System(e)) => inputs.push(ReplayInput::System(e)),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(position = event.position, error = %e, "replay skips an event it cannot read"),
+        }
+    }
+
+    let total = inputs.len();
+    let mut run = Replay::new((!policy.is_empty()).then_some(policy.clone()));
+    for (i, input) in inputs.into_iter().enumerate() {
+        let at = match &input {
+            ReplayInput::Monitor(e) => e.at(),
+            ReplayInput::System(telltale_domain::system::SystemEvent::ServiceStarted(s)) => s.at,
+            ReplayInput::System(telltale_domain::system::SystemEvent::ServiceStopped(s)) => s.at,
+        };
+        if at > to {
+            break;
+        }
+        run.feed(input);
+        if i % 256 == 0 || i + 1 == total {
+            progress(i + 1, total);
+        }
+    }
+    run.advance(to);
+
+    let window = |e: &&MonitorEvent| from.is_none_or(|f| e.at() >= f) && e.at() <= to;
+    let recorded: Vec<&MonitorEvent> = recorded.iter().filter(window).collect();
+    let replayed: Vec<&MonitorEvent> = run.derived().iter().filter(window).collect();
+    let alerts = |events: &[&MonitorEvent]| events.iter().filter(|e| matches!(e, MonitorEvent::AlertOpened(_))).count();
+    Ok(ReplayReport {
+        monitor: slug.to_string(),
+        from,
+        to,
+        policy_overridden: !policy.is_empty(),
+        inputs: total,
+        identical: recorded == replayed,
+        recorded: recorded.len(),
+        replayed: replayed.len(),
+        recorded_alerts: alerts(&recorded),
+        replayed_alerts: alerts(&replayed),
+        rows: side_by_side(&recorded, &replayed),
+    })
+}
+
+/// Pairs equal events; otherwise the earlier one goes alone on its side.
+fn side_by_side(recorded: &[&MonitorEvent], replayed: &[&MonitorEvent]) -> Vec<ReplayRow> {
+    let (mut i, mut j) = (0, 0);
+    let mut rows = Vec::with_capacity(recorded.len().max(replayed.len()));
+    while i < recorded.len() || j < replayed.len() {
+        match (recorded.get(i), replayed.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                rows.push(ReplayRow { at: a.at(), recorded: Some(out(a)), replayed: Some(out(b)) });
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a.at() <= b.at() => {
+                rows.push(ReplayRow { at: a.at(), recorded: Some(out(a)), replayed: None });
+                i += 1;
+            }
+            (Some(_), Some(b)) | (None, Some(b)) => {
+                rows.push(ReplayRow { at: b.at(), recorded: None, replayed: Some(out(b)) });
+                j += 1;
+            }
+            (Some(a), None) => {
+                rows.push(ReplayRow { at: a.at(), recorded: Some(out(a)), replayed: None });
+                i += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    rows
+}
