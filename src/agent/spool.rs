@@ -88,7 +88,9 @@ impl Spool {
             file.write_all(&serde_json::to_vec(entry).map_err(io::Error::other)?)?;
             file.sync_all()?;
             fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
+            // Makes the rename durable; best effort, as some file systems cannot sync a directory.
+            let _ = File::open(&self.dir).and_then(|dir| dir.sync_all());
+            Ok(())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
