@@ -139,13 +139,17 @@ fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = cli.global.config.as_deref();
-    match cli.command {
-        Command::Run(args) => std::process::exit(telltale::agent::run(args, config).await),
-        Command::Ping(args) => std::process::exit(telltale::agent::ping(args, config).await),
-        Command::Spool { command } => std::process::exit(telltale::agent::spool(command, config).await),
-        Command::Openapi { .. } => {}
-        _ => init_tracing(),
+    // The client side (src/agent) exits with its own code, without the server's logging.
+    let config = cli.global.config.clone();
+    let command = match cli.command {
+        Command::Run(args) => std::process::exit(telltale::agent::run(args, config.as_deref()).await),
+        Command::Ping(args) => std::process::exit(telltale::agent::ping(args, config.as_deref()).await),
+        Command::Spool { command } => std::process::exit(telltale::agent::spool(command, config.as_deref()).await),
+        command => command,
+    };
+    let cli = Cli { command, ..cli };
+    if !matches!(cli.command, Command::Openapi { .. }) {
+        init_tracing();
     }
     match cli.command {
         Command::Run(_) | Command::Ping(_) | Command::Spool { .. } => unreachable!("handled above"),
