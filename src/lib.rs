@@ -4,6 +4,7 @@
 //! The binary is `src/main.rs`; this library is everything it runs, so that black-box tests
 //! can start the real application in-process with an injected clock.
 
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod clock;

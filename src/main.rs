@@ -81,6 +81,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Wraps a command and reports its run: started, then completed or failed with its exit code,
+    /// duration and output. Exits with the command's code; never fails because of telltale.
+    Run(telltale::agent::RunArgs),
+    /// Sends one event from a script: a heartbeat, or the start or end of a run.
+    Ping(telltale::agent::PingArgs),
+    /// Shows or delivers the events that could not be delivered yet.
+    Spool {
+        #[command(subcommand)]
+        command: telltale::agent::SpoolCommand,
+    },
     /// Prints the OpenAPI document.
     Openapi {
         /// Write it to this file instead of standard output.
@@ -153,10 +163,20 @@ fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The client side (src/agent) exits with its own code, without the server's logging.
+    let config = cli.global.config.clone();
+    let command = match cli.command {
+        Command::Run(args) => std::process::exit(telltale::agent::run(args, config.as_deref()).await),
+        Command::Ping(args) => std::process::exit(telltale::agent::ping(args, config.as_deref()).await),
+        Command::Spool { command } => std::process::exit(telltale::agent::spool(command, config.as_deref()).await),
+        command => command,
+    };
+    let cli = Cli { command, ..cli };
     if !matches!(cli.command, Command::Openapi { .. }) {
         init_tracing();
     }
     match cli.command {
+        Command::Run(_) | Command::Ping(_) | Command::Spool { .. } => unreachable!("handled above"),
         Command::Serve { no_bootstrap } => serve(load_config(&cli.global)?, no_bootstrap).await,
         Command::Clients { command } => {
             let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
