@@ -239,20 +239,12 @@ async fn main() -> anyhow::Result<()> {
             };
             let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
             let tty = std::io::stderr().is_terminal();
-            let report = telltale::replay::replay(
-                app.store.as_ref(),
-                &client,
-                &monitor,
-                from,
-                to,
-                policy,
-                chrono::Utc::now(),
-                |done, total| {
-                    if tty {
-                        eprint!("\rreplaying {monitor}: {done} / {total} inputs");
-                    }
-                },
-            )
+            let query = telltale::replay::ReplayQuery { client, slug: monitor.clone(), from, to, policy };
+            let report = telltale::replay::replay(app.store.as_ref(), query, chrono::Utc::now(), |done, total| {
+                if tty {
+                    eprint!("\rreplaying {monitor}: {done} / {total} inputs");
+                }
+            })
             .await?;
             if tty {
                 eprintln!();

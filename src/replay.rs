@@ -84,18 +84,27 @@ fn out(event: &MonitorEvent) -> DerivedOut {
     DerivedOut { at: event.at(), event_type: event.event_type().to_string(), data: event.encode().data }
 }
 
-/// Replays `slug` of `client` between `from` and `to` (default: now, less a moment).
-/// `progress(done, total)` is called as inputs are replayed.
+/// What to replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayQuery {
+    pub client: String,
+    pub slug: String,
+    /// Report derived events from this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Replay up to this instant (default: now, less a moment).
+    pub to: Option<DateTime<Utc>>,
+    pub policy: PolicyOverride,
+}
+
+/// Replays one monitor. `progress(done, total)` is called as inputs are replayed.
 pub async fn replay(
     store: &dyn EventStore,
-    client: &str,
-    slug: &str,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    policy: PolicyOverride,
+    query: ReplayQuery,
     now: DateTime<Utc>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ReplayReport, ReplayError> {
+    let ReplayQuery { client, slug, from, to, policy } = query;
+    let (client, slug) = (client.as_str(), slug.as_str());
     let monitor = read_everything(store, &streams::monitor(client, slug)).await?;
     if monitor.is_empty() {
         return Err(ReplayError::NotFound(slug.to_string()));

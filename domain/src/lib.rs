@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod cron;
 pub mod event;
 pub mod ids;
 pub mod monitor;

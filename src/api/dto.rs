@@ -29,21 +29,40 @@ impl DurationInput {
     }
 }
 
-/// When signals are expected. This build knows `every`.
+/// When signals are expected: either `every` (a period after the previous signal, in absolute
+/// time) or `cron` (a five-field expression, Vixie cron semantics, in `timezone`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleInput {
     /// A signal is expected this long after the previous one.
     pub every: Option<DurationInput>,
+    /// A five-field cron expression (`minute hour day-of-month month day-of-week`), or `@hourly`,
+    /// `@daily`, `@weekly`, `@monthly`, `@yearly`. `L`, `W`, `#` are understood in the day fields.
+    #[schema(example = "30 2 * * *")]
+    pub cron: Option<String>,
+    /// The IANA time zone the cron expression is read in; default `UTC`.
+    #[schema(example = "Europe/Berlin")]
+    pub timezone: Option<String>,
 }
 
 impl ScheduleInput {
     pub fn to_schedule(&self) -> Result<Schedule, ApiError> {
-        let every = self.every.as_ref().ok_or_else(|| {
-            ApiError::unprocessable("invalid_schedule", "schedule needs `every`, e.g. {\"every\": \"5m\"}")
-        })?;
-        Schedule::every(every.to_span("schedule.every")?)
-            .map_err(|e| ApiError::unprocessable("invalid_schedule", e.to_string()))
+        let invalid = |message: String| ApiError::unprocessable("invalid_schedule", message);
+        match (&self.every, &self.cron) {
+            (Some(every), None) => {
+                if self.timezone.is_some() {
+                    return Err(invalid("`timezone` applies to `cron` schedules only".into()));
+                }
+                Schedule::every(every.to_span("schedule.every")?).map_err(|e| invalid(e.to_string()))
+            }
+            (None, Some(cron)) => Schedule::cron(cron, self.timezone.as_deref().unwrap_or("UTC"))
+                .map_err(|e| invalid(format!("schedule.cron: {e}"))),
+            (Some(_), Some(_)) => Err(invalid("a schedule has either `every` or `cron`, not both".into())),
+            (None, None) => Err(invalid(
+                "schedule needs `every` or `cron`, e.g. {\"every\": \"5m\"} or {\"cron\": \"30 2 * * *\", \"timezone\": \"Europe/Berlin\"}"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -104,18 +123,49 @@ fn seconds(span: Span) -> Decimal {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ScheduleOut {
-    /// The period, as a duration string.
+    /// `every` or `cron`.
+    #[schema(example = "every")]
+    pub kind: String,
+    /// The period, as a duration string (`every` schedules).
     #[schema(example = "30s")]
-    pub every: String,
-    /// The period in seconds.
-    #[schema(value_type = f64, example = 30)]
-    pub every_seconds: Decimal,
+    pub every: Option<String>,
+    /// The period in seconds (`every` schedules).
+    #[schema(value_type = Option<f64>, example = 30)]
+    pub every_seconds: Option<Decimal>,
+    /// The cron expression (`cron` schedules).
+    pub cron: Option<String>,
+    /// The time zone of the cron expression.
+    pub timezone: Option<String>,
+}
+
+impl ScheduleOut {
+    /// A short description for people: `every 30s`, `cron 30 2 * * * (Europe/Berlin)`.
+    pub fn describe(&self) -> String {
+        match (&self.every, &self.cron) {
+            (Some(every), _) => format!("every {every}"),
+            (_, Some(cron)) => format!("cron {cron} ({})", self.timezone.as_deref().unwrap_or("UTC")),
+            _ => String::new(),
+        }
+    }
 }
 
 impl From<&Schedule> for ScheduleOut {
     fn from(s: &Schedule) -> ScheduleOut {
         match s {
-            Schedule::Every { period } => ScheduleOut { every: period.to_string(), every_seconds: seconds(*period) },
+            Schedule::Every { period } => ScheduleOut {
+                kind: "every".into(),
+                every: Some(period.to_string()),
+                every_seconds: Some(seconds(*period)),
+                cron: None,
+                timezone: None,
+            },
+            Schedule::Cron { expression, timezone } => ScheduleOut {
+                kind: "cron".into(),
+                every: None,
+                every_seconds: None,
+                cron: Some(expression.clone()),
+                timezone: Some(timezone.clone()),
+            },
         }
     }
 }
@@ -134,7 +184,7 @@ pub struct LastRunOut {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OpenAlertOut {
     pub alert_id: uuid::Uuid,
-    /// `missed` or `failed`.
+    /// `missed`, `failed` or `timed_out`.
     pub cause: String,
     pub opened_at: DateTime<Utc>,
 }
@@ -145,7 +195,9 @@ pub struct MonitorOut {
     #[schema(example = "nightly-sync")]
     pub slug: String,
     pub name: String,
-    /// `new`, `up`, `late`, `down`, `failing` or `paused`.
+    /// `new`, `up`, `early` (the last start came sooner than `min_interval`), `late` (past the
+    /// expected time, inside grace), `down` (missed), `hung` (a run past `max_runtime`),
+    /// `failing` or `paused`.
     #[schema(example = "up")]
     pub status: String,
     pub schedule: ScheduleOut,
@@ -154,6 +206,7 @@ pub struct MonitorOut {
     #[schema(value_type = f64)]
     pub grace_seconds: Decimal,
     pub max_runtime: Option<String>,
+    pub min_interval: Option<String>,
     pub tags: Vec<String>,
     pub paused: bool,
     pub created_at: Option<DateTime<Utc>>,
@@ -162,6 +215,9 @@ pub struct MonitorOut {
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     /// When the next signal is expected.
     pub expected_at: Option<DateTime<Utc>>,
+    /// The next five times the schedule expects a signal, from the current expectation (or from
+    /// now, when nothing is expected yet).
+    pub next_expected: Vec<DateTime<Utc>>,
     /// When silence becomes a miss and an alert opens.
     pub next_deadline_at: Option<DateTime<Utc>>,
     /// The host of the last signal that named one.
@@ -169,6 +225,8 @@ pub struct MonitorOut {
     pub last_run: Option<LastRunOut>,
     /// Runs started and not finished.
     pub open_runs: usize,
+    /// Runs still going past `max_runtime`.
+    pub hung_runs: usize,
     /// Alerts open on this monitor.
     pub alerts: Vec<OpenAlertOut>,
 }
@@ -193,12 +251,17 @@ impl MonitorOut {
             grace: config.grace.to_string(),
             grace_seconds: seconds(config.grace),
             max_runtime: config.max_runtime.map(|r| r.to_string()),
+            min_interval: config.min_interval.map(|r| r.to_string()),
             tags: config.tags.clone(),
             paused: state.paused,
             created_at: state.created_at,
             last_signal_at: state.last_signal_at,
             last_heartbeat_at: state.last_heartbeat_at,
             expected_at,
+            next_expected: match expected_at {
+                Some(first) => std::iter::once(first).chain(config.schedule.upcoming(first, 4)).collect(),
+                None => config.schedule.upcoming(now, 5),
+            },
             next_deadline_at: deadline,
             host: state.host.clone(),
             last_run: state.last_run.as_ref().map(|r| LastRunOut {
@@ -212,6 +275,7 @@ impl MonitorOut {
                 duration_seconds: r.duration_ms.map(|ms| Decimal::new(ms, 3).normalize()),
             }),
             open_runs: state.open_runs.len(),
+            hung_runs: state.hung_runs().count(),
             alerts: state
                 .alerts
                 .iter()

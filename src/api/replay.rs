@@ -12,7 +12,7 @@ use super::dto::{DurationInput, ScheduleInput};
 use super::monitors::check_slug;
 use super::{ApiError, Caller, ErrorBody, body};
 use crate::app::App;
-use crate::replay::{ReplayError, ReplayReport, ReplayRow};
+use crate::replay::{ReplayError, ReplayQuery, ReplayReport, ReplayRow};
 
 #[derive(OpenApi)]
 #[openapi(paths(replay), components(schemas(ReplayRow)))]
@@ -95,20 +95,12 @@ pub async fn replay(
         return Err(ApiError::unprocessable("invalid_value", "`from` is after `to`"));
     }
     let policy = input.policy.as_ref().map(PolicyInput::to_override).transpose()?.unwrap_or_default();
-    let report = crate::replay::replay(
-        app.store.as_ref(),
-        &caller.client,
-        &slug,
-        input.from,
-        input.to,
-        policy,
-        app.clock.now(),
-        |_, _| {},
-    )
-    .await
-    .map_err(|e| match e {
-        ReplayError::NotFound(slug) => telltale_domain::monitor::MonitorError::NotFound(slug).into(),
-        ReplayError::Store(e) => ApiError::from(e),
-    })?;
+    let query =
+        ReplayQuery { client: caller.client.clone(), slug: slug.to_string(), from: input.from, to: input.to, policy };
+    let report =
+        crate::replay::replay(app.store.as_ref(), query, app.clock.now(), |_, _| {}).await.map_err(|e| match e {
+            ReplayError::NotFound(slug) => telltale_domain::monitor::MonitorError::NotFound(slug).into(),
+            ReplayError::Store(e) => ApiError::from(e),
+        })?;
     Ok(Json(report))
 }

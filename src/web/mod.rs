@@ -163,7 +163,7 @@ async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRes
         html! {
             p { a href="/" { "← all monitors" } }
             h1 { (m.name) " " (badge(&m.status)) }
-            p.sub { (client) " / " (m.slug) " · every " (m.schedule.every) ", grace " (m.grace)
+            p.sub { (client) " / " (m.slug) " · " (m.schedule.describe()) ", grace " (m.grace)
                 @if let Some(host) = &m.host { " · host " (host) } }
             p.summary {
                 span { "Last heartbeat: " (since(m.last_signal_at, now)) }
