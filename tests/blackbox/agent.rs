@@ -456,3 +456,83 @@ async fn runs_spooled_while_the_server_is_down_are_delivered_once_in_order() {
     );
     assert_eq!(run_events(&server.base, &key, "job").await.len(), 2 * RUNS);
 }
+
+/// Waits (polling, with a deadline) until `check` holds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn get_json(base: &str, key: &str, path: &str) -> Value {
+    http_client().get(format!("{base}{path}")).bearer_auth(key).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_completes_then_fails_then_hangs_shows_as_runs_and_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, key) = server_with_monitor(dir.path()).await;
+    let created = http_client()
+        .post(format!("{}/v1/monitors", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"slug": "nightly", "schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"},
+                      "grace": "1h", "max_runtime": "2s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let agent = Agent::new(&dir.path().join("agent"), &server.base, &key);
+
+    let clock = Instant::now();
+    let ok = agent.run("nightly", &[], &["sh", "-c", "sleep 0.2"]).await;
+    let outer_ms = clock.elapsed().as_millis() as i64;
+    assert_eq!(code(&ok), 0);
+    let failed = agent.run("nightly", &[], &["sh", "-c", "echo 'disk full' >&2; exit 3"]).await;
+    assert_eq!(code(&failed), 3);
+
+    // The third run hangs: it outlives max_runtime, is recorded as timed out, and alerts.
+    let mut hung = agent.command(&["run", "--monitor", "nightly", "--", "sleep", "60"]).spawn().unwrap();
+    eventually("the hung run to time out", async || {
+        let runs = get_json(&server.base, &key, "/v1/monitors/nightly/runs").await;
+        runs["runs"][0]["status"] == "timed_out"
+    })
+    .await;
+    let alerts = get_json(&server.base, &key, "/v1/alerts?state=open").await;
+    let causes: Vec<&str> = alerts["alerts"].as_array().unwrap().iter().map(|a| a["cause"].as_str().unwrap()).collect();
+    assert!(causes.contains(&"timed_out") && causes.contains(&"failed"), "{alerts}");
+    let monitor = get_json(&server.base, &key, "/v1/monitors/nightly").await;
+    assert_eq!((monitor["status"].as_str(), monitor["hung_runs"].as_i64()), (Some("hung"), Some(1)), "{monitor}");
+    assert_eq!(monitor["next_expected"].as_array().unwrap().len(), 5);
+    let types: Vec<String> = get_json(&server.base, &key, "/v1/monitors/nightly/events?limit=100").await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert!(types.contains(&"RunTimedOut".to_string()), "{types:?}");
+
+    let runs = get_json(&server.base, &key, "/v1/monitors/nightly/runs").await;
+    let runs = runs["runs"].as_array().unwrap();
+    let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["timed_out", "failed", "completed"]);
+    assert!(runs[0]["timed_out_at"].is_string() && runs[0]["finished_at"].is_null());
+    assert_eq!((runs[1]["exit_code"].as_i64(), runs[1]["output"].as_str()), (Some(3), Some("disk full\n")));
+    // The duration is the wrapper's own measurement, not the server's guess from arrival times.
+    let duration = runs[2]["duration_ms"].as_i64().unwrap();
+    assert!((200..=outer_ms).contains(&duration), "duration {duration} ms; the wrapper lived {outer_ms} ms");
+
+    // Stopping the hung job finishes its run (128 + SIGTERM) and resolves the hung alert.
+    signal(hung.id().unwrap(), libc::SIGTERM);
+    assert_eq!(hung.wait().await.unwrap().code(), Some(143));
+    let runs = get_json(&server.base, &key, "/v1/monitors/nightly/runs").await;
+    assert_eq!(
+        (runs["runs"][0]["status"].as_str(), runs["runs"][0]["exit_code"].as_i64()),
+        (Some("failed"), Some(143))
+    );
+    let alerts = get_json(&server.base, &key, "/v1/alerts?state=open").await;
+    let causes: Vec<&str> = alerts["alerts"].as_array().unwrap().iter().map(|a| a["cause"].as_str().unwrap()).collect();
+    assert_eq!(causes, ["failed"], "the hang is over; the job still fails: {alerts}");
+    drop(server);
+}

@@ -12,3 +12,4 @@ mod notifications;
 mod openapi;
 mod process;
 mod rebuild;
+mod schedules;

@@ -207,5 +207,27 @@ async fn restarting_telltale_between_beats_loses_nothing_and_alerts_nobody() {
     let alerts: Value = json_of(&http, &format!("{}/v1/alerts?state=all", server.base), &key).await;
     assert!(alerts["alerts"].as_array().unwrap().is_empty(), "no alert caused by the restarts: {alerts}");
     assert!(receiver.drain().is_empty());
+
+    // Detection is a function of what was recorded: once the silence after the last beat has
+    // become an alert, replaying this history, clean stop and crash included, derives exactly
+    // what the live servers derived.
+    let monitor_url = format!("{}/v1/monitors/steady", server.base);
+    wait_for("the silence to alert", Duration::from_secs(15), async || {
+        json_of(&http, &monitor_url, &key).await["status"] == "down"
+    })
+    .await;
+    let report: Value = http
+        .post(format!("{}/v1/monitors/steady/replay", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"to": chrono::Utc::now()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["identical"], true, "{report}");
+    assert!(report["inputs"].as_u64().unwrap() as usize > ok, "{report}");
+    assert_eq!(report["recorded_alerts"], 1, "{report}");
     drop(server);
 }
