@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use telltale_domain::ids;
 use telltale_domain::monitor::MonitorStatus;
-use telltale_projections::models::{alerts, history, monitors};
+use telltale_projections::models::{alerts, history, monitors, runs};
 
 use crate::api::ApiError;
 use crate::api::dto::MonitorOut;
@@ -56,7 +56,10 @@ a { color: #2450b2; text-decoration: none; } a:hover { text-decoration: underlin
 .badge { display: inline-block; padding: .1rem .5rem; border-radius: 99px; font-size: .8rem; font-weight: 600; }
 .up { background: #d9f5e3; color: #11663a; } .late { background: #fff1cc; color: #7a5200; }
 .down { background: #ffe0e0; color: #a31b1b; } .failing { background: #ffe8d6; color: #9a3d00; }
-.paused, .new { background: #eceef2; color: #4b5363; }
+.paused, .new { background: #eceef2; color: #4b5363; } .hung { background: #f3e0ff; color: #6a1b9a; }
+.early { background: #e0efff; color: #1b4f9a; } .running { background: #e0efff; color: #1b4f9a; }
+.completed { background: #d9f5e3; color: #11663a; } .failed { background: #ffe8d6; color: #9a3d00; }
+.timed_out { background: #f3e0ff; color: #6a1b9a; }
 .alert { color: #a31b1b; font-weight: 600; } .muted { color: #8a93a3; }
 .summary span { margin-right: 1rem; } pre { white-space: pre-wrap; margin: 0; font-size: .8rem; }
 "#;
@@ -109,6 +112,7 @@ async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
                 span { (count(MonitorStatus::Late)) " late" }
                 span { (count(MonitorStatus::Down)) " down" }
                 span { (count(MonitorStatus::Failing)) " failing" }
+                span { (count(MonitorStatus::Hung)) " hung" }
                 span { (open_alerts) " active alerts" }
             }
             @if views.is_empty() {
@@ -158,6 +162,7 @@ async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRes
     let m = MonitorOut::of(&view.state, now, app.started_at);
     let events = history::page(&app.read.pool, &client, &slug, None, None, 50).await?;
     let alert_rows = alerts::list(&app.read.pool, Some(&client), None, Some(&slug), 20).await?;
+    let run_rows = runs::page(&app.read.pool, &client, &slug, None, 20).await?;
     Ok(page(
         &m.name,
         html! {
@@ -168,6 +173,12 @@ async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRes
             p.summary {
                 span { "Last heartbeat: " (since(m.last_signal_at, now)) }
                 span { "Next deadline: " @if let Some(d) = m.next_deadline_at { (d.to_rfc3339()) } @else { "none" } }
+                @if let Some(max) = &m.max_runtime { span { "Max runtime: " (max) } }
+                @if m.open_runs > 0 { span { "Running: " (m.open_runs) @if m.hung_runs > 0 { " (" (m.hung_runs) " hung)" } } }
+            }
+            p.summary #expected {
+                "Next expected: "
+                @for t in &m.next_expected { span { time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M:%S UTC")) } } }
             }
             h2 { "Alerts" }
             @if alert_rows.is_empty() { p.muted { "No alerts." } } @else {
@@ -175,6 +186,19 @@ async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRes
                     tbody { @for a in &alert_rows { tr {
                         td { (a.cause) } td { (a.state) } td { (since(Some(a.opened_at), now)) }
                         td { (since(a.resolved_at, now)) } td { (a.message) }
+                    } } } }
+            }
+            h2 { "Runs" }
+            @if run_rows.is_empty() { p.muted { "No runs yet." } } @else {
+                table #runs { thead { tr { th { "Run" } th { "Status" } th { "Started" } th { "Duration" } th { "Exit" } th { "Host" } th { "Output (tail)" } } }
+                    tbody { @for r in &run_rows { tr data-status=(r.status) {
+                        td { code { (r.run_id) } }
+                        td { (badge(&r.status)) }
+                        td { (since(r.started_at, now)) }
+                        td { @if let Some(ms) = r.duration_ms { (format_duration(ms)) } @else { span.muted { "—" } } }
+                        td { @if let Some(code) = r.exit_code { (code) } }
+                        td { (r.host.as_deref().unwrap_or("")) }
+                        td { pre { (tail(r.output.as_deref().unwrap_or(""), 300)) } }
                     } } } }
             }
             h2 { "Recent events" }
@@ -187,6 +211,28 @@ async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRes
     ))
 }
 
+/// "850 ms", "12.3 s", "4 min 05 s", "2 h 03 min".
+fn format_duration(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min {:02} s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{} h {:02} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+/// The last `max` bytes of a text, cut at a character boundary.
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}
+
 fn details(data: &serde_json::Value) -> String {
     let mut shown = data.clone();
     if let Some(obj) = shown.as_object_mut() {
@@ -195,13 +241,8 @@ fn details(data: &serde_json::Value) -> String {
         }
         if let Some(out) = obj.get_mut("output")
             && let Some(text) = out.as_str()
-            && text.len() > 400
         {
-            let mut start = text.len() - 400;
-            while !text.is_char_boundary(start) {
-                start += 1;
-            }
-            *out = format!("…{}", &text[start..]).into();
+            *out = tail(text, 400).into();
         }
     }
     if shown.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { shown.to_string() }

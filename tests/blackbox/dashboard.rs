@@ -81,12 +81,38 @@ async fn the_dashboard_shows_every_monitor_with_status_last_heartbeat_host_and_a
     assert!(dom.contains("http-equiv=\"refresh\""), "it refreshes itself");
 
     let detail = tokio::task::spawn_blocking({
-        let (browser, url) = (browser, app.url("/monitors/acme/log-rotate"));
+        let (browser, url) = (browser.clone(), app.url("/monitors/acme/log-rotate"));
         move || dump_dom(&browser, &url)
     })
     .await
     .unwrap();
     for text in ["HeartbeatMissed", "AlertOpened", "HeartbeatReceived", "Recent events"] {
         assert!(detail.contains(text), "{text}: {detail}");
+    }
+
+    // A cron job's page shows its runs and its next expected times.
+    let body =
+        json!({"slug": "backup", "schedule": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"}, "max_runtime": "1h"});
+    app.post("/v1/monitors", body).await;
+    for event in [
+        json!({"type": "started", "run_id": "run-a"}),
+        json!({"type": "completed", "run_id": "run-a", "duration_ms": 1500, "output": "copied 12 files"}),
+        json!({"type": "started", "run_id": "run-b", "host": "db-1"}),
+        json!({"type": "completed", "run_id": "run-b", "exit_code": 3, "output": "disk full"}),
+    ] {
+        app.post("/v1/monitors/backup/events", event).await;
+    }
+    let backup = tokio::task::spawn_blocking({
+        let url = app.url("/monitors/acme/backup");
+        move || dump_dom(&browser, &url)
+    })
+    .await
+    .unwrap();
+    assert!(backup.contains("cron 30 2 * * * (Europe/Berlin)"), "{backup}");
+    assert!(backup.contains("id=\"expected\"") && backup.contains("2026-03-02 01:30:00 UTC"), "{backup}");
+    assert!(backup.contains("<table id=\"runs\">"), "{backup}");
+    assert!(backup.contains("data-status=\"completed\"") && backup.contains("data-status=\"failed\""), "{backup}");
+    for text in ["run-a", "1.5 s", "copied 12 files", "disk full", "db-1"] {
+        assert!(backup.contains(text), "{text}: {backup}");
     }
 }
