@@ -44,6 +44,19 @@ impl Tail {
         self.bytes.extend(chunk);
     }
 
+    /// True when the kept bytes hold something that is not UTF-8 (beyond a character cut by the
+    /// 64 KiB boundary), so that [`Tail::text`] had to replace it.
+    pub fn is_lossy(&self) -> bool {
+        let (front, back) = self.bytes.as_slices();
+        let bytes = [front, back].concat();
+        let cut = if self.total > bytes.len() as u64 {
+            bytes.iter().take(3).take_while(|b| (**b & 0b1100_0000) == 0b1000_0000).count()
+        } else {
+            0
+        };
+        std::str::from_utf8(&bytes[cut..]).is_err()
+    }
+
     /// The kept bytes as text: a character cut by the 64 KiB boundary is dropped, and bytes that
     /// are not UTF-8 become U+FFFD. Never longer than 64 KiB.
     pub fn text(&self) -> String {
@@ -217,9 +230,15 @@ pub async fn run(spec: RunSpec, reporter: &mut Reporter, mut signals: Signals) -
         }
     };
     let mut finished = finish_event(&spec, code, duration);
-    let output = tail.lock().unwrap_or_else(|e| e.into_inner()).text();
+    let (output, lossy) = {
+        let tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+        (tail.text(), tail.is_lossy())
+    };
     if !output.is_empty() {
         finished.insert("output".into(), output.into());
+    }
+    if lossy {
+        finished.insert("output_lossy".into(), true.into());
     }
     if let Some(message) = message {
         finished.insert("message".into(), message.into());
@@ -237,6 +256,7 @@ mod tests {
         let mut tail = Tail::default();
         tail.push(b"caf\xe9\n");
         assert_eq!(tail.text(), "caf\u{fffd}\n");
+        assert!(tail.is_lossy());
 
         let mut tail = Tail::default();
         tail.push(&vec![b'a'; OUTPUT_TAIL_BYTES]);

@@ -222,6 +222,7 @@ async fn wrapped_runs_are_reported_with_their_exit_code_duration_and_output() {
     assert_eq!(failure["host"], "box-1");
     let output = failure["output"].as_str().unwrap();
     assert!(output.contains("first\ncaf\u{fffd}\n"), "{output:?}");
+    assert_eq!(failure["output_lossy"], true, "the replacement is flagged");
     assert!(output.contains("oops\n"), "stderr is in the tail too: {output:?}");
     assert!(agent.spooled().is_empty());
 
