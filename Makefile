@@ -4,7 +4,7 @@ CARGO ?= cargo
 DATABASE ?= ./data/telltale.db
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run build test lint fmt bench openapi e2e clean
+.PHONY: run build test lint fmt bench openapi e2e scenarios clean
 
 ## Build a release binary and start the server on the embedded SQLite default.
 run: build
@@ -34,6 +34,11 @@ bench:
 ## Rewrite openapi/openapi.json from the code (a test fails while they differ).
 openapi:
 	$(CARGO) run --quiet --locked -- openapi --output openapi/openapi.json
+
+## The scenario suite (tests/scenarios/*.toml) with its report: false alerts, missed outages,
+## duplicate notifications and detection latency per scenario. SCENARIO=name plays a few.
+scenarios:
+	$(CARGO) test --locked --test scenarios -- --nocapture
 
 ## Only the end-to-end tests with real processes and the browser.
 e2e:
