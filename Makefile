@@ -27,9 +27,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Heartbeats per second acknowledged after commit, on this machine.
+## Heartbeats per second acknowledged after commit, and detection latency (deadline → alert
+## event, deadline → webhook received, p50 and p99), on this machine.
 bench:
-	$(CARGO) bench --bench ingest --locked
+	$(CARGO) bench --locked --bench ingest --bench detection
 
 ## Rewrite openapi/openapi.json from the code (a test fails while they differ).
 openapi:

@@ -95,7 +95,9 @@ enum Action {
     Fail,
     /// telltale stops cleanly and starts again at once.
     Restart,
-    /// telltale stops for `for`; the processes keep trying, and what they send meanwhile is lost.
+    /// telltale stops for `for`; the processes keep trying, and what they send meanwhile is lost,
+    /// or, with `spool = true`, kept and delivered in order once telltale is back (as
+    /// `telltale run` and `telltale ping` do).
     Down,
     /// Any API call, made once per matching monitor (`{slug}` in the path is replaced), or once
     /// when the step names no monitor.
@@ -125,6 +127,9 @@ struct Step {
     message: Option<String>,
     #[serde(default, rename = "for")]
     duration: Option<Offset>,
+    /// For `down`: the processes spool what they cannot send and deliver it afterwards.
+    #[serde(default)]
+    spool: bool,
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
@@ -222,8 +227,10 @@ struct Observed {
     alerts: Vec<Value>,
     /// Webhook deliveries: (alert id, transition, idempotency key).
     deliveries: Vec<(String, String, String)>,
-    /// Signals sent while telltale was down (the processes kept trying).
+    /// Signals sent while telltale was down (the processes kept trying) and lost.
     lost: usize,
+    /// Signals sent while telltale was down, spooled and delivered once it was back.
+    spooled: usize,
 }
 
 struct Player {
@@ -234,6 +241,9 @@ struct Player {
     receiver: Receiver,
     monitors: Vec<Monitor>,
     lost: usize,
+    /// While down with `spool`: what the processes keep to send later, in order.
+    spool: Option<Vec<(usize, Step)>>,
+    spooled: usize,
 }
 
 impl Player {
@@ -261,6 +271,11 @@ impl Player {
         let (dir, clock, port) = self.down.take().expect("telltale is down");
         let app = TestApp::spawn_with(Options { dir: Some(dir), clock: Some(clock), port }).await;
         app.settle().await;
+        for (monitor, step) in self.spool.take().unwrap_or_default() {
+            Self::signal(&app, &self.monitors[monitor], &step).await;
+            self.spooled += 1;
+        }
+        app.settle().await;
         self.app = Some(app);
     }
 
@@ -279,7 +294,10 @@ impl Player {
     /// Sends one signal from each of `monitors`, concurrently (as separate processes would).
     async fn signals(&mut self, monitors: Vec<usize>, step: &Step) {
         let Some(app) = &self.app else {
-            self.lost += monitors.len();
+            match &mut self.spool {
+                Some(spool) => spool.extend(monitors.into_iter().map(|m| (m, step.clone()))),
+                None => self.lost += monitors.len(),
+            }
             return;
         };
         futures::future::join_all(monitors.into_iter().map(|m| Self::signal(app, &self.monitors[m], step))).await;
@@ -342,6 +360,7 @@ impl Player {
             }
             Action::Down => {
                 self.stop().await;
+                self.spool = step.spool.then(Vec::new);
                 // The restart is its own step, so that what falls inside the downtime is lost.
             }
             Action::Call => {
@@ -388,7 +407,7 @@ impl Player {
             })
             .collect();
         app.stop().await;
-        Observed { alerts, deliveries, lost: self.lost }
+        Observed { alerts, deliveries, lost: self.lost, spooled: self.spooled }
     }
 }
 
@@ -403,7 +422,16 @@ async fn play(scenario: &Scenario) -> Observed {
         let response = app.post("/v1/monitors", m.spec.clone()).await;
         assert_eq!(response.status().as_u16(), 201, "creating {}: {}", m.slug, response.text().await.unwrap());
     }
-    let mut player = Player { scenario_start: start, app: Some(app), down: None, receiver, monitors, lost: 0 };
+    let mut player = Player {
+        scenario_start: start,
+        app: Some(app),
+        down: None,
+        receiver,
+        monitors,
+        lost: 0,
+        spool: None,
+        spooled: 0,
+    };
 
     let mut timeline: Vec<(TimeDelta, Option<Step>)> =
         expand(&scenario.steps, scenario.end).into_iter().map(|(at, step)| (at, Some(step))).collect();
@@ -448,6 +476,7 @@ struct Verdict {
     /// Virtual time from each fault to its alert.
     latencies: Vec<TimeDelta>,
     lost: usize,
+    spooled: usize,
 }
 
 impl Verdict {
@@ -473,7 +502,8 @@ fn describe(alert: &Value) -> String {
 fn judge(scenario: &Scenario, observed: &Observed) -> Verdict {
     let start = scenario.start.unwrap_or_else(t0);
     let slugs: Vec<String> = monitors_of(scenario).into_iter().map(|m| m.slug).collect();
-    let mut verdict = Verdict { alerts: observed.alerts.len(), lost: observed.lost, ..Verdict::default() };
+    let mut verdict =
+        Verdict { alerts: observed.alerts.len(), lost: observed.lost, spooled: observed.spooled, ..Verdict::default() };
     let mut used = vec![false; observed.alerts.len()];
 
     // Each delivery key once; each (alert, transition) once.
@@ -628,6 +658,12 @@ async fn every_scenario_alerts_exactly_on_its_outages() {
         ));
         if verdict.lost > 0 {
             report.push_str(&format!("    ({} signals sent while telltale was down were lost)\n", verdict.lost));
+        }
+        if verdict.spooled > 0 {
+            report.push_str(&format!(
+                "    ({} signals sent while telltale was down were spooled and delivered after it)\n",
+                verdict.spooled
+            ));
         }
         if !verdict.passed() {
             let mut why = format!("{stem} ({}): {}\n", scenario.name, scenario.about.trim());
