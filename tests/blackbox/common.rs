@@ -54,7 +54,11 @@ pub fn config_for(dir: &tempfile::TempDir, port: u16) -> Config {
     Config {
         database_url: format!("sqlite://{}/telltale.db", dir.path().display()),
         listen: format!("127.0.0.1:{port}"),
-        notify: NotifyConfig { timeout: Span::from_secs(2), max_backoff: Span::from_secs(60) },
+        notify: NotifyConfig {
+            timeout: Span::from_secs(2),
+            max_backoff: Span::from_secs(60),
+            give_up_after: Span::from_secs(24 * 3600),
+        },
         ..Config::default()
     }
 }
@@ -65,10 +69,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> TestApp {
+        TestApp::spawn_configured(options, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with a change to the configuration.
+    pub async fn spawn_configured(options: Options, configure: impl FnOnce(&mut Config)) -> TestApp {
         let dir = options.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
         let clock = options.clock.unwrap_or_else(|| ManualClock::new(t0()));
         let shared: SharedClock = Arc::new(clock.clone());
-        let config = config_for(&dir, options.port);
+        let mut config = config_for(&dir, options.port);
+        configure(&mut config);
         let application = Application::build_with(config, shared, Workers(2), false).await.expect("the app starts");
         let port = application.port();
         let app = application.app();
