@@ -70,7 +70,7 @@ async fn both(receiver: &mut Receiver) -> (Received, Received) {
 async fn delivered(app: &TestApp) {
     until("every notification is delivered", || async {
         let list: Value = app.get("/v1/channels").await.json().await.unwrap();
-        list["channels"].as_array().unwrap().iter().all(|c| c["pending_notifications"] == 0 && c["health"] == "ok")
+        list["channels"].as_array().unwrap().iter().all(|c| c["pending_notifications"] == 0 && c["health"] != "failing")
     })
     .await;
 }
@@ -494,4 +494,261 @@ async fn email_goes_through_a_real_smtp_server_with_authentication() {
     assert_eq!(resolved.header("Message-ID"), Some(format!("<{resolved_id}@example.com>")));
     assert!(resolved.text().contains(LASTED), "{}", resolved.text());
     delivered(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_configuration_names_its_field_and_stores_nothing() {
+    let app = spawn().await;
+    let key32 = "R0UT1NGKEY0123456789ABCDEFGHIJKL";
+    let mail = |extra: Value| {
+        let mut config = json!({"to": ["ops@example.com"], "from": "telltale@example.com", "host": "smtp.example.com"});
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        config
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("webhook", json!({}), "config.url"),
+        ("webhook", json!({"url": "ftp://example.com"}), "config.url"),
+        ("webhook", json!({"url": "https://example.com/", "secret": "short"}), "config.secret"),
+        ("webhook", json!({"url": "https://example.com/", "headers": {"Content-Type": "text/plain"}}), "config.headers"),
+        ("webhook", json!({"url": "https://example.com/", "tags": ["db"]}), "config.tags"),
+        ("slack", json!({"url": 5}), "config.url"),
+        ("teams", json!({}), "config.url"),
+        ("discord", json!({"url": "https://discord.com/api/webhooks/1/x", "username": ""}), "config.username"),
+        ("google_chat", json!({"url": "chat.googleapis.com/v1/spaces/A/messages"}), "config.url"),
+        ("mattermost", json!({"url": "https://mm.example.com/hooks/x", "channel": 7}), "config.channel"),
+        ("email", json!({"from": "telltale@example.com", "host": "smtp.example.com"}), "config.to"),
+        ("email", mail(json!({"to": []})), "config.to"),
+        ("email", mail(json!({"to": ["not an address"]})), "config.to"),
+        ("email", mail(json!({"from": "telltale"})), "config.from"),
+        ("email", mail(json!({"security": "ssl"})), "config.security"),
+        ("email", mail(json!({"port": 70000})), "config.port"),
+        ("email", mail(json!({"password": "p"})), "config.username"),
+        ("pagerduty", json!({}), "config.routing_key"),
+        ("pagerduty", json!({"routing_key": "short"}), "config.routing_key"),
+        ("pagerduty", json!({"routing_key": key32, "severity": "urgent"}), "config.severity"),
+        ("pagerduty", json!({"routingkey": key32}), "config.routingkey"),
+        ("pagerduty", json!({"routing_key": key32, "api_url": "events.pagerduty.com"}), "config.api_url"),
+        ("opsgenie", json!({}), "config.api_key"),
+        ("opsgenie", json!({"api_key": "k", "priority": "P9"}), "config.priority"),
+        ("ntfy", json!({"topic": "a b"}), "config.topic"),
+        ("ntfy", json!({"topic": "ops", "username": "u"}), "config.password"),
+        ("ntfy", json!({"topic": "ops", "priority": 9}), "config.priority"),
+        ("telegram", json!({"chat_id": 1}), "config.bot_token"),
+        ("telegram", json!({"bot_token": "123456:ABCDEFGHIJ", "chat_id": "general"}), "config.chat_id"),
+        ("pushover", json!({"token": "azGDORePK8gMaC0QOYAMyEEuzJnyUi", "user": "short"}), "config.user"),
+        ("matrix", json!({"access_token": "t"}), "config.room_id"),
+        ("matrix", json!({"access_token": "t", "room_id": "#ops:example.org"}), "config.room_id"),
+        ("carrier-pigeon", json!({}), "kind"),
+    ];
+    let before = app.log().await.len();
+    for (kind, config, field) in cases {
+        let response = app.post("/v1/channels", json!({"name": "x", "kind": kind, "config": config.clone()})).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{kind} {config}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_value");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("{field}: ")), "{kind} {config}: {message}");
+    }
+    let response = app
+        .post("/v1/channels", json!({"name": "x", "kind": "webhook", "config": {"url": "https://e.com/"}, "tags": [""]}))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("tags: "), "{body}");
+    assert_eq!(app.log().await.len(), before, "nothing recorded");
+    let list: Value = app.get("/v1/channels").await.json().await.unwrap();
+    assert_eq!(list["channels"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_never_shown_again() {
+    let app = spawn().await;
+    let secrets = [
+        "T0001/B0001/slacksecretslacksecret",
+        "R0UT1NGKEY0123456789ABCDEFGHIJKL",
+        "opsgenie-key-0123456789",
+        "tk_ntfytokenntfytoken",
+        "987654:telegramtokentelegramtoken",
+        "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+        "uQiRzpo4DXghDmr9QzzfQu27cmVRsG",
+        "syt_matrixtokenmatrixtoken",
+        "smtp-password-smtp-password",
+        "webhook-secret-webhook-secret",
+        "Bearer header-secret-header-secret",
+    ];
+    let channels = [
+        ("slack", json!({"url": format!("https://hooks.slack.com/services/{}", secrets[0])})),
+        ("pagerduty", json!({"routing_key": secrets[1]})),
+        ("opsgenie", json!({"api_key": secrets[2]})),
+        ("ntfy", json!({"topic": "ops", "token": secrets[3]})),
+        ("telegram", json!({"bot_token": secrets[4], "chat_id": "@opschannel"})),
+        ("pushover", json!({"token": secrets[5], "user": secrets[6]})),
+        ("matrix", json!({"access_token": secrets[7], "room_id": "!r:example.org"})),
+        (
+            "email",
+            json!({"to": "ops@example.com", "from": "t@example.com", "host": "smtp.example.com", "username": "u",
+                   "password": secrets[8]}),
+        ),
+        (
+            "webhook",
+            json!({"url": "https://example.com/hook", "secret": secrets[9], "headers": {"Authorization": secrets[10]}}),
+        ),
+    ];
+    let mut answers = String::new();
+    for (kind, config) in channels {
+        let created = add_channel(&app, kind, config).await;
+        answers.push_str(&created.to_string());
+        answers.push_str(&app.get(&format!("/v1/channels/{}", created["id"].as_str().unwrap())).await.text().await.unwrap());
+    }
+    let list = app.get("/v1/channels").await.text().await.unwrap();
+    answers.push_str(&list);
+    for secret in secrets {
+        assert!(!answers.contains(secret), "{secret} shown in {answers}");
+    }
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let by_kind = |kind: &str| list["channels"].as_array().unwrap().iter().find(|c| c["kind"] == kind).unwrap()["config"].clone();
+    assert_eq!(by_kind("slack"), json!({"url": "https://hooks.slack.com/********"}));
+    assert_eq!(by_kind("telegram"), json!({"bot_token": "********", "chat_id": "@opschannel"}), "what is not secret shows");
+    assert_eq!(by_kind("webhook")["headers"], json!({"Authorization": "********"}));
+    assert_eq!(by_kind("webhook")["url"], "https://example.com/hook");
+    assert_eq!(by_kind("email")["host"], "smtp.example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_with_tags_hear_only_monitors_with_one_of_them() {
+    let app = spawn().await;
+    let mut db = Receiver::start().await;
+    let mut all = Receiver::start().await;
+    let mut web = Receiver::start().await;
+    for (name, receiver, tags) in [("db", &db, json!(["db", "backup"])), ("all", &all, json!([])), ("web", &web, json!(["web"]))] {
+        let response = app
+            .post("/v1/channels", json!({"name": name, "kind": "webhook", "config": {"url": receiver.url}, "tags": tags}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["tags"], tags);
+    }
+    for (slug, tags) in [("pg-dump", json!(["db"])), ("untagged", json!([]))] {
+        let response = app
+            .post("/v1/monitors", json!({"slug": slug, "schedule": {"every": "10s"}, "grace": "0s", "tags": tags}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        app.beat(slug).await;
+    }
+    app.advance(secs(10)).await;
+    assert_eq!(app.alerts("open").await.len(), 2);
+    let slugs = |rs: Vec<Received>| {
+        let mut s: Vec<String> = rs.iter().map(|r| r.body["monitor"].as_str().unwrap().to_string()).collect();
+        s.sort();
+        s
+    };
+    let take = async |r: &mut Receiver, n: usize| {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(r.next(WAIT).await.expect("a notification"));
+        }
+        out
+    };
+    assert_eq!(slugs(take(&mut db, 1).await), ["pg-dump"]);
+    assert_eq!(slugs(take(&mut all, 2).await), ["pg-dump", "untagged"]);
+    delivered(&app).await;
+    assert!(web.drain().is_empty(), "no monitor tagged web");
+    assert!(db.drain().is_empty(), "the untagged monitor does not reach a tagged channel");
+
+    // The monitor is re-tagged while its alert is open: the resolution still reaches the
+    // channel that heard the opening, and now the web channel too.
+    let patched = app
+        .http
+        .patch(app.url("/v1/monitors/pg-dump"))
+        .bearer_auth(&app.key)
+        .json(&json!({"tags": ["web"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::OK);
+    app.beat("pg-dump").await;
+    app.settle().await;
+    let resolved = db.next(WAIT).await.expect("the channel told of the opening hears the resolution");
+    assert_eq!((resolved.body["monitor"].as_str(), resolved.body["transition"].as_str()), (Some("pg-dump"), Some("resolved")));
+    assert_eq!(web.next(WAIT).await.expect("now tagged web").body["transition"], "resolved");
+    assert_eq!(all.next(WAIT).await.unwrap().body["monitor"], "pg-dump");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_or_a_channel_error() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_telltale");
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/telltale.db", dir.path().display());
+    let key_out = Command::new(bin)
+        .args(["keys", "create", "--client", "acme", "--create-client"])
+        .env("TELLTALE_DATABASE_URL", &db)
+        .env("TELLTALE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(key_out.status.success());
+    let key = String::from_utf8(key_out.stdout).unwrap().lines().last().unwrap().trim().to_string();
+    let log_path = dir.path().join("stderr.log");
+    let mut child = Command::new(bin)
+        .args(["serve", "--no-bootstrap"])
+        .env("TELLTALE_DATABASE_URL", &db)
+        .env("TELLTALE_LISTEN", "127.0.0.1:0")
+        .env("TELLTALE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut first).unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_string();
+    let http = http_client();
+    let routing_key = "S3CR3TR0UT1NGKEY0123456789ABCDEF";
+    let bot_token = "424242:telegramsecrettelegramsecret";
+    let matrix_token = "syt_matrixsecretmatrixsecret";
+    // A receiver that echoes the routing key in its error, as a vendor might.
+    let echo = Receiver::scripted(0, vec![Reply::json(400, json!({"status": "invalid event", "errors": [format!("routing_key {routing_key} unknown")]})); 20]).await;
+    let failing = Receiver::scripted(0, vec![Reply::status(500); 20]).await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    for (kind, config) in [
+        ("pagerduty", json!({"routing_key": routing_key, "api_url": echo.base})),
+        ("telegram", json!({"bot_token": bot_token, "chat_id": 1, "api_url": closed})),
+        ("matrix", json!({"homeserver": failing.base, "access_token": matrix_token, "room_id": "!r:example.org"})),
+    ] {
+        let response = http
+            .post(format!("{base}/v1/channels"))
+            .bearer_auth(&key)
+            .json(&json!({"name": kind, "kind": kind, "config": config}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let post = |path: String, body: Value| http.post(format!("{base}{path}")).bearer_auth(&key).json(&body).send();
+    assert!(post("/v1/monitors".into(), json!({"slug": "job", "schedule": {"every": "1h"}, "grace": "1h"})).await.unwrap().status().is_success());
+    assert!(post("/v1/monitors/job/events".into(), json!({"type": "failed", "exit_code": 1})).await.unwrap().status().is_success());
+    let channels: Value = tokio::time::timeout(WAIT, async {
+        loop {
+            let channels: Value =
+                http.get(format!("{base}/v1/channels")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+            if channels["channels"].as_array().unwrap().iter().all(|c| c["consecutive_failures"].as_i64() >= Some(1)) {
+                return channels;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("all three channels fail");
+    let errors = channels.to_string();
+    assert!(errors.contains("HTTP 400") && errors.contains("HTTP 500") && errors.contains("cannot connect"), "{errors}");
+    assert!(errors.contains("routing_key ******** unknown"), "a secret echoed back is blotted out: {errors}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("notification failed"), "the failures are logged: {log}");
+    for secret in [routing_key, bot_token, matrix_token, "telegramsecret"] {
+        assert!(!errors.contains(secret), "{secret} in the API");
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
 }
