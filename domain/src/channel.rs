@@ -153,13 +153,18 @@ pub fn fields(kind: &str) -> Option<&'static [Field]> {
         )
         .required()
         .secret(),
-        field("severity", OneOf(&["critical", "error", "warning", "info"]), "of triggered incidents").default("critical"),
+        field("severity", OneOf(&["critical", "error", "warning", "info"]), "of triggered incidents")
+            .default("critical"),
         field("api_url", Url, "the Events API base URL").default("https://events.pagerduty.com"),
     ];
     const OPSGENIE: &[Field] = &[
-        field("api_key", Token { min: 1, max: 200, allowed: printable, what: "printable ASCII" }, "an API integration key")
-            .required()
-            .secret(),
+        field(
+            "api_key",
+            Token { min: 1, max: 200, allowed: printable, what: "printable ASCII" },
+            "an API integration key",
+        )
+        .required()
+        .secret(),
         field("priority", OneOf(&["P1", "P2", "P3", "P4", "P5"]), "of created alerts").default("P2"),
         field("api_url", Url, "the API base URL (https://api.eu.opsgenie.com for the EU instance)")
             .default("https://api.opsgenie.com"),
@@ -372,7 +377,10 @@ fn check_value(f: &Field, value: &Value) -> Result<(), String> {
 /// Checks a channel's kind and configuration. The error names the field: `config.routing_key`.
 pub fn check_config(kind: &str, config: &Value) -> Result<(), ConfigError> {
     let Some(spec) = fields(kind) else {
-        return Err(refuse("kind", format!("`{}` is not a channel kind; the kinds are {}", shorten(kind), CHANNEL_KINDS.join(", "))));
+        return Err(refuse(
+            "kind",
+            format!("`{}` is not a channel kind; the kinds are {}", shorten(kind), CHANNEL_KINDS.join(", ")),
+        ));
     };
     let Some(obj) = config.as_object() else {
         return Err(refuse("config", "must be a JSON object"));
@@ -412,7 +420,13 @@ pub fn check_config(kind: &str, config: &Value) -> Result<(), ConfigError> {
             if room.starts_with('!') && room.len() > 3 && room[1..].contains(':') {
                 Ok(())
             } else {
-                Err(refuse("config.room_id", format!("`{}` is not a room id: it starts with `!` and names its server (`!abc:example.org`); find it in the room's settings", shorten(room))))
+                Err(refuse(
+                    "config.room_id",
+                    format!(
+                        "`{}` is not a room id: it starts with `!` and names its server (`!abc:example.org`); find it in the room's settings",
+                        shorten(room)
+                    ),
+                ))
             }
         }
         _ => Ok(()),

@@ -9,7 +9,6 @@ use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::Value;
-use telltale_domain::channel::email_address;
 use telltale_domain::notification::{Transition, notification_id};
 
 use super::Delivery;
@@ -28,7 +27,7 @@ fn recipients(config: &Value) -> Vec<String> {
 pub fn message(out: &Outgoing<'_>) -> Result<Message, String> {
     let n = out.notification;
     let from: Mailbox = out.str("from").unwrap_or_default().parse().map_err(|e| format!("config.from: {e}"))?;
-    let domain = email_address(&from.email.to_string()).rsplit('@').next().unwrap_or("telltale.invalid").to_string();
+    let domain = from.email.domain().to_string();
     let id = |notification: uuid::Uuid| format!("<{notification}@{domain}>");
     let t = render(n);
     let mut builder = Message::builder()
@@ -40,7 +39,10 @@ pub fn message(out: &Outgoing<'_>) -> Result<Message, String> {
             HeaderName::new_from_ascii_str("X-Telltale-Notification"),
             n.notification_id.to_string(),
         ))
-        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("X-Telltale-Event"), format!("alert.{}", n.transition)));
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Telltale-Event"),
+            format!("alert.{}", n.transition),
+        ));
     if n.transition != Transition::Opened.as_str() {
         let opening = id(notification_id(n.alert_id, Transition::Opened, out.channel_id));
         builder = builder.in_reply_to(opening.clone()).references(opening);

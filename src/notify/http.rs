@@ -71,7 +71,9 @@ async fn snippet(mut response: reqwest::Response) -> String {
 /// Sends one request; a 2xx answer is a delivery, anything else a failure that says why.
 pub async fn send(request: reqwest::RequestBuilder) -> Delivery {
     match request.send().await {
-        Ok(response) if response.status().is_success() => Delivery::Delivered { status: Some(response.status().as_u16()) },
+        Ok(response) if response.status().is_success() => {
+            Delivery::Delivered { status: Some(response.status().as_u16()) }
+        }
         Ok(response) => {
             let status = response.status().as_u16();
             let retry_after_ms = response
@@ -99,9 +101,5 @@ pub fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     let cause = if cause.is_empty() { String::new() } else { format!(": {cause}") };
-    if e.is_connect() {
-        format!("cannot connect to the receiver{cause}")
-    } else {
-        format!("the request failed{cause}")
-    }
+    if e.is_connect() { format!("cannot connect to the receiver{cause}") } else { format!("the request failed{cause}") }
 }

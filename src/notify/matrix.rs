@@ -11,7 +11,8 @@ use super::http::{Outgoing, send};
 use super::text::{Text, escape_html, plain, render};
 
 pub fn html(t: &Text) -> String {
-    let mut out = format!("<strong>{}</strong><br>{}<br>{}", escape_html(&t.title), escape_html(&t.what), escape_html(&t.since));
+    let mut out =
+        format!("<strong>{}</strong><br>{}<br>{}", escape_html(&t.title), escape_html(&t.what), escape_html(&t.since));
     if let Some(last) = &t.last {
         out.push_str(&format!("<br>Last event: {}", escape_html(last)));
     }
@@ -42,10 +43,11 @@ pub fn send_url(homeserver: &str, room_id: &str, txn_id: &str) -> String {
 }
 
 pub async fn send_matrix(out: &Outgoing<'_>) -> Delivery {
-    let (homeserver, token, room) = match (out.required("homeserver"), out.required("access_token"), out.required("room_id")) {
-        (Ok(h), Ok(t), Ok(r)) => (h, t, r),
-        (Err(failed), _, _) | (_, Err(failed), _) | (_, _, Err(failed)) => return failed,
-    };
+    let (homeserver, token, room) =
+        match (out.required("homeserver"), out.required("access_token"), out.required("room_id")) {
+            (Ok(h), Ok(t), Ok(r)) => (h, t, r),
+            (Err(failed), _, _) | (_, Err(failed), _) | (_, _, Err(failed)) => return failed,
+        };
     let n = out.notification;
     let url = send_url(homeserver, room, &n.notification_id.to_string());
     send(out.request(Method::PUT, &url).bearer_auth(token).json(&message(&render(n)))).await

@@ -55,9 +55,14 @@ const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 /// What a channel answered.
 #[derive(Debug)]
 pub enum Delivery {
-    Delivered { status: Option<u16> },
+    Delivered {
+        status: Option<u16>,
+    },
     /// `retry_after_ms`: what the receiver asked for (`Retry-After`), if more than the backoff.
-    Failed { error: String, retry_after_ms: Option<i64> },
+    Failed {
+        error: String,
+        retry_after_ms: Option<i64>,
+    },
 }
 
 impl Delivery {
@@ -205,7 +210,8 @@ impl Dispatcher {
             Ok(_) => true,
             Err(StoreError::DuplicateKey { .. }) => {
                 // Someone claimed it first: wait until the read model shows that claim.
-                let position = self.app.store.find_by_idempotency_key(&stream, &key).await.ok().flatten().map(|e| e.position);
+                let position =
+                    self.app.store.find_by_idempotency_key(&stream, &key).await.ok().flatten().map(|e| e.position);
                 tracing::debug!(notification = %item.notification_id, attempt, "attempt claimed elsewhere");
                 self.settle(item.notification_id, position);
                 false

@@ -12,11 +12,8 @@ use super::text::{plain_body, render};
 pub fn message(out: &Outgoing<'_>) -> Value {
     let n = out.notification;
     let t = render(n);
-    let (priority, tag) = if n.is_resolution() {
-        (3, "white_check_mark")
-    } else {
-        (out.i64("priority").unwrap_or(4), "rotating_light")
-    };
+    let (priority, tag) =
+        if n.is_resolution() { (3, "white_check_mark") } else { (out.i64("priority").unwrap_or(4), "rotating_light") };
     let mut body = json!({
         "topic": out.str("topic").unwrap_or_default(),
         "title": t.title,

@@ -46,7 +46,9 @@ pub async fn send_opsgenie(out: &Outgoing<'_>) -> Delivery {
                 Ok(base) => base,
                 Err(failed) => return failed,
             };
-            let Ok(mut url) = Url::parse(&base) else { return Delivery::failed("the channel's api_url is not a valid URL") };
+            let Ok(mut url) = Url::parse(&base) else {
+                return Delivery::failed("the channel's api_url is not a valid URL");
+            };
             if let Ok(mut path) = url.path_segments_mut() {
                 path.pop_if_empty().extend(["v2", "alerts", &n.alert_id.to_string(), action]);
             }

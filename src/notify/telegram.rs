@@ -11,7 +11,8 @@ use super::http::{Outgoing, send};
 use super::text::{Text, cut, escape_html, render};
 
 pub fn html(t: &Text) -> String {
-    let mut out = format!("<b>{}</b>\n{}\n{}", escape_html(&t.title), escape_html(&cut(&t.what, 1000)), escape_html(&t.since));
+    let mut out =
+        format!("<b>{}</b>\n{}\n{}", escape_html(&t.title), escape_html(&cut(&t.what, 1000)), escape_html(&t.since));
     if let Some(last) = &t.last {
         out.push_str(&format!("\nLast event: {}", escape_html(last)));
     }

@@ -85,7 +85,8 @@ async fn the_webhook_posts_a_signed_superset_of_the_old_payload() {
     let mut receiver = Receiver::start().await;
     let secret = "s3cret-s3cret-s3cret";
     let channel =
-        add_channel(&app, "webhook", json!({"url": receiver.url, "secret": secret, "headers": {"X-Team": "ops"}})).await;
+        add_channel(&app, "webhook", json!({"url": receiver.url, "secret": secret, "headers": {"X-Team": "ops"}}))
+            .await;
     assert_eq!(channel["config"]["secret"], "********", "the secret is never shown again");
     assert!(channel.get("secret").is_none(), "a secret the caller chose is not echoed");
     open_and_resolve(&app).await;
@@ -154,23 +155,33 @@ async fn a_webhook_without_a_secret_gets_one_shown_once() {
     let opened = receiver.next(WAIT).await.unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(&opened.raw);
-    assert_eq!(opened.header("x-telltale-signature").unwrap(), format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+    assert_eq!(
+        opened.header("x-telltale-signature").unwrap(),
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_gets_an_incoming_webhook_message_with_blocks() {
     let app = spawn().await;
-    let mut receiver = Receiver::scripted(0, vec![Reply { status: 200, body: "ok".into(), delay: Duration::ZERO }; 2]).await;
+    let mut receiver =
+        Receiver::scripted(0, vec![Reply { status: 200, body: "ok".into(), delay: Duration::ZERO }; 2]).await;
     let url = format!("{}/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX", receiver.base);
     let channel = add_channel(&app, "slack", json!({"url": url})).await;
     assert_eq!(channel["config"]["url"], format!("{}/********", receiver.base), "a secret URL keeps only its host");
     open_and_resolve(&app).await;
     let (opened, resolved) = both(&mut receiver).await;
-    assert_eq!((opened.method.as_str(), opened.path.as_str()), ("POST", "/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX"));
+    assert_eq!(
+        (opened.method.as_str(), opened.path.as_str()),
+        ("POST", "/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX")
+    );
     assert_eq!(opened.header("content-type"), Some("application/json"));
     let body = &opened.body;
     assert_eq!(body["text"], format!("{OPEN_TITLE}: {WHAT}"), "the fallback text of notifications");
-    assert_eq!(body["blocks"][0], json!({"type": "header", "text": {"type": "plain_text", "text": OPEN_TITLE, "emoji": false}}));
+    assert_eq!(
+        body["blocks"][0],
+        json!({"type": "header", "text": {"type": "plain_text", "text": OPEN_TITLE, "emoji": false}})
+    );
     assert_eq!(body["blocks"][1]["type"], "section");
     assert_eq!(
         body["blocks"][1]["text"],
@@ -189,8 +200,12 @@ async fn slack_gets_an_incoming_webhook_message_with_blocks() {
 async fn teams_gets_an_adaptive_card() {
     let app = spawn().await;
     let mut receiver = Receiver::scripted(0, vec![Reply::status(202); 2]).await;
-    add_channel(&app, "teams", json!({"url": format!("{}/workflows/abc/triggers/manual/paths/invoke?sig=x", receiver.base)}))
-        .await;
+    add_channel(
+        &app,
+        "teams",
+        json!({"url": format!("{}/workflows/abc/triggers/manual/paths/invoke?sig=x", receiver.base)}),
+    )
+    .await;
     open_and_resolve(&app).await;
     let (opened, resolved) = both(&mut receiver).await;
     assert_eq!((opened.method.as_str(), opened.path.as_str()), ("POST", "/workflows/abc/triggers/manual/paths/invoke"));
@@ -213,7 +228,10 @@ async fn teams_gets_an_adaptive_card() {
     assert!(card["body"][3]["facts"].as_array().unwrap().contains(&json!({"title": "Last event", "value": LAST})));
     assert_eq!(card["actions"], json!([{"type": "Action.OpenUrl", "title": "Open in telltale", "url": LINK}]));
     let resolved_card = &resolved.body["attachments"][0]["content"];
-    assert_eq!((resolved_card["body"][0]["text"].as_str(), resolved_card["body"][0]["color"].as_str()), (Some(RESOLVED_TITLE), Some("Good")));
+    assert_eq!(
+        (resolved_card["body"][0]["text"].as_str(), resolved_card["body"][0]["color"].as_str()),
+        (Some(RESOLVED_TITLE), Some("Good"))
+    );
     assert_eq!(resolved_card["body"][2]["text"], LASTED);
     delivered(&app).await;
 }
@@ -222,8 +240,12 @@ async fn teams_gets_an_adaptive_card() {
 async fn discord_gets_an_embed_and_no_mentions() {
     let app = spawn().await;
     let mut receiver = Receiver::scripted(0, vec![Reply::status(204); 2]).await;
-    add_channel(&app, "discord", json!({"url": format!("{}/api/webhooks/123/tok", receiver.base), "username": "telltale"}))
-        .await;
+    add_channel(
+        &app,
+        "discord",
+        json!({"url": format!("{}/api/webhooks/123/tok", receiver.base), "username": "telltale"}),
+    )
+    .await;
     open_and_resolve(&app).await;
     let (opened, resolved) = both(&mut receiver).await;
     assert_eq!((opened.method.as_str(), opened.path.as_str()), ("POST", "/api/webhooks/123/tok"));
@@ -235,7 +257,9 @@ async fn discord_gets_an_embed_and_no_mentions() {
     assert_eq!(embed["color"], 0xd1242f);
     assert_eq!(embed["description"], format!("{WHAT}\n{SINCE}\n```\ndisk full\n```"));
     assert_eq!(embed["timestamp"], "2026-03-01T12:00:04.000Z");
-    assert!(embed["fields"].as_array().unwrap().contains(&json!({"name": "Last event", "value": LAST, "inline": false})));
+    assert!(
+        embed["fields"].as_array().unwrap().contains(&json!({"name": "Last event", "value": LAST, "inline": false}))
+    );
     assert_eq!(resolved.body["embeds"][0]["color"], 0x1a7f37);
     assert_eq!(resolved.body["embeds"][0]["title"], RESOLVED_TITLE);
     delivered(&app).await;
@@ -245,8 +269,12 @@ async fn discord_gets_an_embed_and_no_mentions() {
 async fn google_chat_gets_a_threaded_idempotent_space_message() {
     let app = spawn().await;
     let mut receiver = Receiver::start().await;
-    add_channel(&app, "google_chat", json!({"url": format!("{}/v1/spaces/AAAA/messages?key=k1&token=t1", receiver.base)}))
-        .await;
+    add_channel(
+        &app,
+        "google_chat",
+        json!({"url": format!("{}/v1/spaces/AAAA/messages?key=k1&token=t1", receiver.base)}),
+    )
+    .await;
     open_and_resolve(&app).await;
     let (opened, resolved) = both(&mut receiver).await;
     let alert = alert_id(&app.alerts("all").await);
@@ -294,9 +322,8 @@ async fn mattermost_gets_markdown_to_the_chosen_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagerduty_triggers_and_resolves_one_incident_by_dedup_key() {
     let app = spawn().await;
-    let accepted = |key: &str| {
-        Reply::json(202, json!({"status": "success", "message": "Event processed", "dedup_key": key}))
-    };
+    let accepted =
+        |key: &str| Reply::json(202, json!({"status": "success", "message": "Event processed", "dedup_key": key}));
     let mut receiver = Receiver::scripted(0, vec![accepted("a"), accepted("a")]).await;
     let key = "R0UT1NGKEY0123456789ABCDEFGHIJKL";
     let channel = add_channel(&app, "pagerduty", json!({"routing_key": key, "api_url": receiver.base})).await;
@@ -316,7 +343,10 @@ async fn pagerduty_triggers_and_resolves_one_incident_by_dedup_key() {
     assert_eq!(payload["source"], "db-1", "the host the last event came from");
     assert_eq!(payload["severity"], "critical");
     assert_eq!(payload["timestamp"], "2026-03-01T12:00:04.000Z");
-    assert_eq!((payload["component"].as_str(), payload["group"].as_str(), payload["class"].as_str()), (Some("nightly-sync"), Some("acme"), Some("failed")));
+    assert_eq!(
+        (payload["component"].as_str(), payload["group"].as_str(), payload["class"].as_str()),
+        (Some("nightly-sync"), Some("acme"), Some("failed"))
+    );
     assert_eq!(payload["custom_details"]["last_event"], LAST);
     assert_eq!(payload["custom_details"]["output"], "disk full");
     assert_eq!(body["links"], json!([{"href": LINK, "text": "Open in telltale"}]));
@@ -330,8 +360,12 @@ async fn opsgenie_creates_and_closes_by_alias() {
     let app = spawn().await;
     let accepted = || Reply::json(202, json!({"result": "Request will be processed", "took": 0.1, "requestId": "r"}));
     let mut receiver = Receiver::scripted(0, vec![accepted(), accepted()]).await;
-    add_channel(&app, "opsgenie", json!({"api_key": "eb243592-faa2-4ba2-a551q-1afdf565c889", "api_url": receiver.base}))
-        .await;
+    add_channel(
+        &app,
+        "opsgenie",
+        json!({"api_key": "eb243592-faa2-4ba2-a551q-1afdf565c889", "api_url": receiver.base}),
+    )
+    .await;
     open_and_resolve(&app).await;
     let (opened, resolved) = both(&mut receiver).await;
     let alert = alert_id(&app.alerts("all").await);
@@ -344,7 +378,10 @@ async fn opsgenie_creates_and_closes_by_alias() {
     assert_eq!((body["entity"].as_str(), body["source"].as_str()), (Some("nightly-sync"), Some("telltale")));
     assert_eq!(body["details"]["link"], LINK);
     assert!(body["description"].as_str().unwrap().starts_with(&format!("{WHAT}\n{SINCE}\nLast event: {LAST}\n")));
-    assert_eq!((resolved.method.as_str(), resolved.path.as_str()), ("POST", format!("/v2/alerts/{alert}/close").as_str()));
+    assert_eq!(
+        (resolved.method.as_str(), resolved.path.as_str()),
+        ("POST", format!("/v2/alerts/{alert}/close").as_str())
+    );
     assert_eq!(resolved.query, "identifierType=alias");
     assert_eq!(resolved.header("authorization"), opened.header("authorization"));
     assert_eq!(resolved.body["source"], "telltale");
@@ -355,7 +392,8 @@ async fn opsgenie_creates_and_closes_by_alias() {
 async fn ntfy_gets_a_json_publish_with_a_token() {
     let app = spawn().await;
     let mut receiver = Receiver::start().await;
-    add_channel(&app, "ntfy", json!({"topic": "ops-alerts", "server": receiver.base, "token": "tk_abcdefghijklmnop"})).await;
+    add_channel(&app, "ntfy", json!({"topic": "ops-alerts", "server": receiver.base, "token": "tk_abcdefghijklmnop"}))
+        .await;
     open_and_resolve(&app).await;
     let (opened, resolved) = both(&mut receiver).await;
     assert_eq!((opened.method.as_str(), opened.path.as_str()), ("POST", "/"));
@@ -365,7 +403,10 @@ async fn ntfy_gets_a_json_publish_with_a_token() {
         json!({"topic": "ops-alerts", "title": OPEN_TITLE, "priority": 4, "tags": ["rotating_light"], "click": LINK,
                "message": format!("{WHAT}\n{SINCE}\nLast event: {LAST}\n\n> disk full\n\n{LINK}")})
     );
-    assert_eq!((resolved.body["priority"].as_i64(), resolved.body["tags"][0].as_str()), (Some(3), Some("white_check_mark")));
+    assert_eq!(
+        (resolved.body["priority"].as_i64(), resolved.body["tags"][0].as_str()),
+        (Some(3), Some("white_check_mark"))
+    );
     delivered(&app).await;
 }
 
@@ -375,7 +416,12 @@ async fn telegram_gets_a_bot_api_send_message() {
     let ok = || Reply::json(200, json!({"ok": true, "result": {"message_id": 1}}));
     let mut receiver = Receiver::scripted(0, vec![ok(), ok()]).await;
     let token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
-    let channel = add_channel(&app, "telegram", json!({"bot_token": token, "chat_id": -1001234567890_i64, "api_url": receiver.base})).await;
+    let channel = add_channel(
+        &app,
+        "telegram",
+        json!({"bot_token": token, "chat_id": -1001234567890_i64, "api_url": receiver.base}),
+    )
+    .await;
     assert_eq!(channel["config"]["bot_token"], "********");
     open_and_resolve(&app).await;
     let (opened, _) = both(&mut receiver).await;
@@ -398,7 +444,8 @@ async fn pushover_gets_a_form_encoded_message() {
     let ok = || Reply::json(200, json!({"status": 1, "request": "647d2300-702c-4b38-8b2f-d56326ae460b"}));
     let mut receiver = Receiver::scripted(0, vec![ok(), ok()]).await;
     let (token, user) = ("azGDORePK8gMaC0QOYAMyEEuzJnyUi", "uQiRzpo4DXghDmr9QzzfQu27cmVRsG");
-    add_channel(&app, "pushover", json!({"token": token, "user": user, "api_url": receiver.base, "sound": "siren"})).await;
+    add_channel(&app, "pushover", json!({"token": token, "user": user, "api_url": receiver.base, "sound": "siren"}))
+        .await;
     open_and_resolve(&app).await;
     let (opened, resolved) = both(&mut receiver).await;
     assert_eq!((opened.method.as_str(), opened.path.as_str()), ("POST", "/1/messages.json"));
@@ -451,10 +498,15 @@ async fn matrix_puts_with_the_idempotency_key_as_transaction_id() {
     assert_eq!(opened.header("authorization"), Some("Bearer syt_abcdefghijklmn"));
     assert_eq!(opened.body["msgtype"], "m.text");
     assert_eq!(opened.body["format"], "org.matrix.custom.html");
-    assert_eq!(opened.body["body"], format!("{OPEN_TITLE}\n\n{WHAT}\n{SINCE}\nLast event: {LAST}\n\n> disk full\n\n{LINK}"));
+    assert_eq!(
+        opened.body["body"],
+        format!("{OPEN_TITLE}\n\n{WHAT}\n{SINCE}\nLast event: {LAST}\n\n> disk full\n\n{LINK}")
+    );
     assert_eq!(
         opened.body["formatted_body"],
-        format!("<strong>{OPEN_TITLE}</strong><br>{WHAT}<br>{SINCE}<br>Last event: {LAST}<pre><code>disk full</code></pre><br><a href=\"{LINK}\">Open in telltale</a>")
+        format!(
+            "<strong>{OPEN_TITLE}</strong><br>{WHAT}<br>{SINCE}<br>Last event: {LAST}<pre><code>disk full</code></pre><br><a href=\"{LINK}\">Open in telltale</a>"
+        )
     );
     assert_ne!(opened.path, resolved.path, "each transition is its own transaction");
     delivered(&app).await;
@@ -477,7 +529,8 @@ async fn email_goes_through_a_real_smtp_server_with_authentication() {
     let resolved = smtp.next(WAIT).await.expect("the resolution is mailed");
     let outbox: Value =
         app.get(&format!("/v1/channels/{}/notifications", channel["id"].as_str().unwrap())).await.json().await.unwrap();
-    let ids: Vec<&str> = outbox["notifications"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        outbox["notifications"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
     let (resolved_id, opened_id) = (ids[0], ids[1]);
 
     assert_eq!(opened.auth, Some(("mailer".into(), "hunter2hunter2".into())));
@@ -494,6 +547,7 @@ async fn email_goes_through_a_real_smtp_server_with_authentication() {
     assert_eq!(resolved.header("Message-ID"), Some(format!("<{resolved_id}@example.com>")));
     assert!(resolved.text().contains(LASTED), "{}", resolved.text());
     delivered(&app).await;
+    assert!(smtp.drain().is_empty(), "one message per transition");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,7 +565,11 @@ async fn a_refused_configuration_names_its_field_and_stores_nothing() {
         ("webhook", json!({}), "config.url"),
         ("webhook", json!({"url": "ftp://example.com"}), "config.url"),
         ("webhook", json!({"url": "https://example.com/", "secret": "short"}), "config.secret"),
-        ("webhook", json!({"url": "https://example.com/", "headers": {"Content-Type": "text/plain"}}), "config.headers"),
+        (
+            "webhook",
+            json!({"url": "https://example.com/", "headers": {"Content-Type": "text/plain"}}),
+            "config.headers",
+        ),
         ("webhook", json!({"url": "https://example.com/", "tags": ["db"]}), "config.tags"),
         ("slack", json!({"url": 5}), "config.url"),
         ("teams", json!({}), "config.url"),
@@ -552,7 +610,10 @@ async fn a_refused_configuration_names_its_field_and_stores_nothing() {
         assert!(message.starts_with(&format!("{field}: ")), "{kind} {config}: {message}");
     }
     let response = app
-        .post("/v1/channels", json!({"name": "x", "kind": "webhook", "config": {"url": "https://e.com/"}, "tags": [""]}))
+        .post(
+            "/v1/channels",
+            json!({"name": "x", "kind": "webhook", "config": {"url": "https://e.com/"}, "tags": [""]}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = response.json().await.unwrap();
@@ -600,7 +661,9 @@ async fn secrets_are_never_shown_again() {
     for (kind, config) in channels {
         let created = add_channel(&app, kind, config).await;
         answers.push_str(&created.to_string());
-        answers.push_str(&app.get(&format!("/v1/channels/{}", created["id"].as_str().unwrap())).await.text().await.unwrap());
+        answers.push_str(
+            &app.get(&format!("/v1/channels/{}", created["id"].as_str().unwrap())).await.text().await.unwrap(),
+        );
     }
     let list = app.get("/v1/channels").await.text().await.unwrap();
     answers.push_str(&list);
@@ -608,9 +671,14 @@ async fn secrets_are_never_shown_again() {
         assert!(!answers.contains(secret), "{secret} shown in {answers}");
     }
     let list: Value = serde_json::from_str(&list).unwrap();
-    let by_kind = |kind: &str| list["channels"].as_array().unwrap().iter().find(|c| c["kind"] == kind).unwrap()["config"].clone();
+    let by_kind =
+        |kind: &str| list["channels"].as_array().unwrap().iter().find(|c| c["kind"] == kind).unwrap()["config"].clone();
     assert_eq!(by_kind("slack"), json!({"url": "https://hooks.slack.com/********"}));
-    assert_eq!(by_kind("telegram"), json!({"bot_token": "********", "chat_id": "@opschannel"}), "what is not secret shows");
+    assert_eq!(
+        by_kind("telegram"),
+        json!({"bot_token": "********", "chat_id": "@opschannel"}),
+        "what is not secret shows"
+    );
     assert_eq!(by_kind("webhook")["headers"], json!({"Authorization": "********"}));
     assert_eq!(by_kind("webhook")["url"], "https://example.com/hook");
     assert_eq!(by_kind("email")["host"], "smtp.example.com");
@@ -622,9 +690,14 @@ async fn channels_with_tags_hear_only_monitors_with_one_of_them() {
     let mut db = Receiver::start().await;
     let mut all = Receiver::start().await;
     let mut web = Receiver::start().await;
-    for (name, receiver, tags) in [("db", &db, json!(["db", "backup"])), ("all", &all, json!([])), ("web", &web, json!(["web"]))] {
+    for (name, receiver, tags) in
+        [("db", &db, json!(["db", "backup"])), ("all", &all, json!([])), ("web", &web, json!(["web"]))]
+    {
         let response = app
-            .post("/v1/channels", json!({"name": name, "kind": "webhook", "config": {"url": receiver.url}, "tags": tags}))
+            .post(
+                "/v1/channels",
+                json!({"name": name, "kind": "webhook", "config": {"url": receiver.url}, "tags": tags}),
+            )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
         let body: Value = response.json().await.unwrap();
@@ -671,7 +744,10 @@ async fn channels_with_tags_hear_only_monitors_with_one_of_them() {
     app.beat("pg-dump").await;
     app.settle().await;
     let resolved = db.next(WAIT).await.expect("the channel told of the opening hears the resolution");
-    assert_eq!((resolved.body["monitor"].as_str(), resolved.body["transition"].as_str()), (Some("pg-dump"), Some("resolved")));
+    assert_eq!(
+        (resolved.body["monitor"].as_str(), resolved.body["transition"].as_str()),
+        (Some("pg-dump"), Some("resolved"))
+    );
     assert_eq!(web.next(WAIT).await.expect("now tagged web").body["transition"], "resolved");
     assert_eq!(all.next(WAIT).await.unwrap().body["monitor"], "pg-dump");
 }
@@ -708,7 +784,17 @@ async fn no_secret_reaches_the_log_or_a_channel_error() {
     let bot_token = "424242:telegramsecrettelegramsecret";
     let matrix_token = "syt_matrixsecretmatrixsecret";
     // A receiver that echoes the routing key in its error, as a vendor might.
-    let echo = Receiver::scripted(0, vec![Reply::json(400, json!({"status": "invalid event", "errors": [format!("routing_key {routing_key} unknown")]})); 20]).await;
+    let echo = Receiver::scripted(
+        0,
+        vec![
+            Reply::json(
+                400,
+                json!({"status": "invalid event", "errors": [format!("routing_key {routing_key} unknown")]})
+            );
+            20
+        ],
+    )
+    .await;
     let failing = Receiver::scripted(0, vec![Reply::status(500); 20]).await;
     let closed = format!("http://127.0.0.1:{}", free_port());
     for (kind, config) in [
@@ -726,8 +812,20 @@ async fn no_secret_reaches_the_log_or_a_channel_error() {
         assert_eq!(response.status(), StatusCode::CREATED);
     }
     let post = |path: String, body: Value| http.post(format!("{base}{path}")).bearer_auth(&key).json(&body).send();
-    assert!(post("/v1/monitors".into(), json!({"slug": "job", "schedule": {"every": "1h"}, "grace": "1h"})).await.unwrap().status().is_success());
-    assert!(post("/v1/monitors/job/events".into(), json!({"type": "failed", "exit_code": 1})).await.unwrap().status().is_success());
+    assert!(
+        post("/v1/monitors".into(), json!({"slug": "job", "schedule": {"every": "1h"}, "grace": "1h"}))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    assert!(
+        post("/v1/monitors/job/events".into(), json!({"type": "failed", "exit_code": 1}))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
     let channels: Value = tokio::time::timeout(WAIT, async {
         loop {
             let channels: Value =
@@ -741,7 +839,10 @@ async fn no_secret_reaches_the_log_or_a_channel_error() {
     .await
     .expect("all three channels fail");
     let errors = channels.to_string();
-    assert!(errors.contains("HTTP 400") && errors.contains("HTTP 500") && errors.contains("cannot connect"), "{errors}");
+    assert!(
+        errors.contains("HTTP 400") && errors.contains("HTTP 500") && errors.contains("cannot connect"),
+        "{errors}"
+    );
     assert!(errors.contains("routing_key ******** unknown"), "a secret echoed back is blotted out: {errors}");
     let _ = child.kill();
     let _ = child.wait();

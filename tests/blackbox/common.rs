@@ -288,11 +288,7 @@ async fn receive(
         tokio::time::sleep(reply.delay).await;
     }
     let mut response = actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
-    if reply.body.is_empty() {
-        response.finish()
-    } else {
-        response.content_type("application/json").body(reply.body)
-    }
+    if reply.body.is_empty() { response.finish() } else { response.content_type("application/json").body(reply.body) }
 }
 
 impl Receiver {

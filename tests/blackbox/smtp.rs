@@ -58,12 +58,13 @@ impl Mail {
                 let mut out = Vec::new();
                 let mut i = 0;
                 while i < bytes.len() {
-                    if bytes[i] == b'=' && i + 2 < bytes.len() {
-                        if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
-                            out.push(b);
-                            i += 3;
-                            continue;
-                        }
+                    if bytes[i] == b'='
+                        && i + 2 < bytes.len()
+                        && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+                    {
+                        out.push(b);
+                        i += 3;
+                        continue;
                     }
                     out.push(bytes[i]);
                     i += 1;
@@ -113,8 +114,11 @@ impl SmtpServer {
                         let upper = command.to_ascii_uppercase();
                         if upper.starts_with("EHLO") {
                             mail.helo = command[4..].trim().to_string();
-                            say(&mut write, "250-test.invalid\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n")
-                                .await;
+                            say(
+                                &mut write,
+                                "250-test.invalid\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n",
+                            )
+                            .await;
                         } else if upper.starts_with("HELO") {
                             mail.helo = command[4..].trim().to_string();
                             say(&mut write, "250 test.invalid\r\n").await;
