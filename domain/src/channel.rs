@@ -148,7 +148,7 @@ pub fn fields(kind: &str) -> Option<&'static [Field]> {
     const PAGERDUTY: &[Field] = &[
         field(
             "routing_key",
-            Token { min: 32, max: 32, allowed: alnum, what: "32 letters and digits" },
+            Token { min: 32, max: 32, allowed: alnum, what: "letters and digits" },
             "the Events API v2 integration key",
         )
         .required()
@@ -197,18 +197,14 @@ pub fn fields(kind: &str) -> Option<&'static [Field]> {
     const PUSHOVER: &[Field] = &[
         field(
             "token",
-            Token { min: 30, max: 30, allowed: alnum, what: "30 letters and digits" },
+            Token { min: 30, max: 30, allowed: alnum, what: "letters and digits" },
             "the application's API token",
         )
         .required()
         .secret(),
-        field(
-            "user",
-            Token { min: 30, max: 30, allowed: alnum, what: "30 letters and digits" },
-            "the user or group key",
-        )
-        .required()
-        .secret(),
+        field("user", Token { min: 30, max: 30, allowed: alnum, what: "letters and digits" }, "the user or group key")
+            .required()
+            .secret(),
         field("device", Text, "send to this device only"),
         field("priority", Integer { min: -2, max: 1 }, "of alerts that open (resolutions are sent at 0)").default("1"),
         field("sound", Text, "a sound name the Pushover clients know"),
