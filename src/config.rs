@@ -29,11 +29,17 @@ pub struct NotifyConfig {
     pub timeout: Span,
     /// The longest wait between two attempts of one notification.
     pub max_backoff: Span,
+    /// How long after its transition a notification that keeps failing is given up on.
+    pub give_up_after: Span,
 }
 
 impl Default for NotifyConfig {
     fn default() -> Self {
-        NotifyConfig { timeout: Span::from_secs(10), max_backoff: Span::from_secs(300) }
+        NotifyConfig {
+            timeout: Span::from_secs(10),
+            max_backoff: Span::from_secs(300),
+            give_up_after: Span::from_secs(24 * 3600),
+        }
     }
 }
 
@@ -65,6 +71,7 @@ pub struct FileConfig {
 pub struct FileNotify {
     pub timeout: Option<String>,
     pub max_backoff: Option<String>,
+    pub give_up_after: Option<String>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -113,6 +120,9 @@ impl Config {
         }
         if let Some(v) = file.notify.max_backoff {
             self.notify.max_backoff = span("max_backoff", &v)?;
+        }
+        if let Some(v) = file.notify.give_up_after {
+            self.notify.give_up_after = span("give_up_after", &v)?;
         }
         Ok(())
     }

@@ -41,7 +41,7 @@ impl Scope {
     }
 }
 
-pub const CHANNEL_KINDS: &[&str] = &["webhook"];
+pub use crate::channel::CHANNEL_KINDS;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientRegistered {
@@ -78,6 +78,9 @@ pub struct ChannelAdded {
     pub kind: String,
     pub config: Value,
     pub at: DateTime<Utc>,
+    /// The channel hears only from monitors with one of these tags; from all when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +121,7 @@ pub enum ClientCommand {
         name: String,
         kind: String,
         config: Value,
+        tags: Vec<String>,
     },
     RemoveChannel {
         channel_id: Uuid,
@@ -162,28 +166,9 @@ pub struct Client {
     pub channels: BTreeMap<Uuid, ChannelState>,
 }
 
-/// Checks a channel's configuration for its kind.
+/// Checks a channel's configuration for its kind (see [`crate::channel`]).
 pub fn check_channel(kind: &str, config: &Value) -> Result<(), String> {
-    if !CHANNEL_KINDS.contains(&kind) {
-        return Err(format!("unknown channel kind `{kind}`; known kinds: {}", CHANNEL_KINDS.join(", ")));
-    }
-    let Some(obj) = config.as_object() else {
-        return Err("config must be a JSON object".into());
-    };
-    match kind {
-        "webhook" => {
-            let url = obj.get("url").and_then(Value::as_str).ok_or("a webhook channel needs config.url")?;
-            let rest = url
-                .strip_prefix("http://")
-                .or_else(|| url.strip_prefix("https://"))
-                .ok_or_else(|| format!("config.url `{url}` must start with http:// or https://"))?;
-            if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
-                return Err(format!("config.url `{url}` is not a valid URL"));
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
+    crate::channel::check_config(kind, config).map_err(|e| e.to_string())
 }
 
 pub struct ClientAggregate;
@@ -221,7 +206,7 @@ impl Aggregate for ClientAggregate {
                 Some(key) if key.revoked_at.is_some() => vec![],
                 Some(_) => vec![ClientEvent::KeyRevoked(KeyRevoked { key_id, at, by })],
             },
-            ClientCommand::AddChannel { channel_id, name, kind, config } => {
+            ClientCommand::AddChannel { channel_id, name, kind, config, tags } => {
                 if name.trim().is_empty() || name.chars().count() > 100 {
                     return Err(ClientError::Invalid("a channel name must have 1 to 100 characters".into()));
                 }
@@ -229,7 +214,8 @@ impl Aggregate for ClientAggregate {
                     return Err(ClientError::Conflict(format!("a channel named `{name}` already exists")));
                 }
                 check_channel(&kind, &config).map_err(ClientError::Invalid)?;
-                vec![ClientEvent::ChannelAdded(ChannelAdded { channel_id, name, kind, config, at })]
+                crate::channel::check_tags(&tags).map_err(|e| ClientError::Invalid(e.to_string()))?;
+                vec![ClientEvent::ChannelAdded(ChannelAdded { channel_id, name, kind, config, at, tags })]
             }
             ClientCommand::RemoveChannel { channel_id } => {
                 if !state.channels.contains_key(&channel_id) {

@@ -2,6 +2,7 @@
 //! clock. Time is always a value passed in, which is what makes replay exact.
 
 pub mod aggregate;
+pub mod channel;
 pub mod client;
 pub mod cron;
 pub mod event;

@@ -50,10 +50,41 @@ pub struct NotificationAttemptFailed {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// A dispatcher claimed an attempt before sending it. Appended with the idempotency key
+/// [`attempt_key`], which the log refuses twice: of two dispatchers racing for one attempt only
+/// one may send. If its outcome never follows (the dispatcher died mid-send), the claim lapses
+/// at `lease_until` and the next attempt goes out, with the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationAttemptStarted {
+    pub notification_id: Uuid,
+    pub channel_id: Uuid,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    pub lease_until: DateTime<Utc>,
+}
+
+/// Delivery was given up on: every attempt failed for longer than the configured
+/// `give_up_after`. The channel's later notifications no longer wait behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationAbandoned {
+    pub notification_id: Uuid,
+    pub channel_id: Uuid,
+    pub attempts: u32,
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+/// The log's idempotency key of a claim: one per (notification, attempt).
+pub fn attempt_key(notification_id: Uuid, attempt: u32) -> String {
+    format!("attempt:{notification_id}:{attempt}")
+}
+
 event_family! {
     pub enum NotificationEvent {
         NotificationDelivered(NotificationDelivered),
         NotificationAttemptFailed(NotificationAttemptFailed),
+        NotificationAttemptStarted(NotificationAttemptStarted),
+        NotificationAbandoned(NotificationAbandoned),
     }
 }
 

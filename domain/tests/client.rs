@@ -83,6 +83,7 @@ fn webhook_channels_need_an_http_url_and_a_unique_name() {
         name: name.into(),
         kind: "webhook".into(),
         config,
+        tags: vec![],
     };
     let state = registered();
     for bad in [json!({}), json!({"url": "ftp://x"}), json!({"url": "http://"}), json!({"url": 5}), json!([1])] {
@@ -96,6 +97,7 @@ fn webhook_channels_need_an_http_url_and_a_unique_name() {
         name: "x".into(),
         kind: "carrier-pigeon".into(),
         config: json!({}),
+        tags: vec![],
     };
     assert!(matches!(ClientAggregate::decide(&state, unknown, &ctx()), Err(ClientError::Invalid(_))));
     let events =

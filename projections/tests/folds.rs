@@ -120,3 +120,45 @@ fn a_notification_payload_names_the_alert_and_its_monitor() {
         "each transition has its own idempotency key"
     );
 }
+
+#[test]
+fn a_notification_quotes_the_monitors_last_event_and_how_long_it_lasted() {
+    let failed = MonitorEvent::RunFailed(RunFinished {
+        run_id: "r1".into(),
+        at: t(75),
+        started_at: Some(t(70)),
+        duration_ms: Some(5_000),
+        exit_code: Some(3),
+        output: Some(format!("{}disk full\n", "x".repeat(600))),
+        output_lossy: false,
+        output_truncated: false,
+        details: SignalDetails { host: Some("db-1".into()), ..Default::default() },
+    });
+    let last = notifications::last_event_of(&failed).unwrap();
+    assert_eq!((last.kind.as_str(), last.run_id.as_deref(), last.exit_code), ("failed", Some("r1"), Some(3)));
+    assert_eq!(last.host.as_deref(), Some("db-1"));
+    let quoted = last.message.clone().unwrap();
+    assert!(quoted.starts_with('…') && quoted.ends_with("disk full"), "the tail of the output: {quoted}");
+    assert_eq!(quoted.chars().count(), notifications::OUTPUT_QUOTE + 1);
+    assert_eq!(notifications::last_event_of(&beat(3, "web-1")).unwrap().kind, "heartbeat");
+    assert!(notifications::last_event_of(&created()).is_none());
+
+    let resolved = MonitorEvent::AlertResolved(AlertResolved {
+        alert_id: Uuid::from_u128(42),
+        cause: AlertCause::Failed,
+        opened_at: t(75),
+        resolved_at: t(385),
+        message: "sync: run r2 completed".into(),
+    });
+    let (_, _, mut body) = notifications::payload("acme", "sync", &resolved, Uuid::from_u128(7)).unwrap();
+    let facts =
+        notifications::MonitorFacts { name: Some("Sync".into()), tags: vec!["nightly".into()], last_event: Some(last) };
+    notifications::enrich(&mut body, &facts);
+    assert_eq!(body["monitor_name"], "Sync");
+    assert_eq!(body["tags"], serde_json::json!(["nightly"]));
+    assert_eq!(body["duration_ms"], 310_000);
+    assert_eq!(body["last_event"]["type"], "failed");
+    // The enriched body reads as the Notification every channel is given.
+    let n: telltale_domain::channel::Notification = serde_json::from_value(body).unwrap();
+    assert_eq!((n.transition.as_str(), n.state.as_str(), n.duration_ms), ("resolved", "resolved", Some(310_000)));
+}

@@ -1,35 +1,105 @@
 //! Delivers notifications from the durable outbox (a read model) to channels.
 //!
-//! Each attempt's outcome is appended to the log (`NotificationDelivered` or
-//! `NotificationAttemptFailed`), and the outbox projection folds it back, so a restart resumes
-//! exactly where delivery stood: at least once across crashes, and every attempt of one
-//! notification carries the same idempotency key so a receiver can drop a repeat.
+//! Each attempt is first claimed in the log (`NotificationAttemptStarted`, with an idempotency
+//! key per (notification, attempt) that the log refuses twice, so of several dispatchers racing
+//! only one sends), then its outcome is appended (`NotificationDelivered`,
+//! `NotificationAttemptFailed`, and `NotificationAbandoned` once `give_up_after` has passed).
+//! The outbox projection folds them back, so a restart resumes exactly where delivery stood: at
+//! least once across crashes (a claim whose outcome never came lapses after its lease), and
+//! every attempt of one notification carries the same idempotency key so a receiver can drop a
+//! repeat.
 
+pub mod discord;
+pub mod email;
+pub mod google_chat;
+pub mod http;
+pub mod matrix;
+pub mod mattermost;
+pub mod ntfy;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod pushover;
+pub mod slack;
+pub mod teams;
+pub mod telegram;
+pub mod text;
 pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::Value;
 use telltale_domain::EventPayload;
+use telltale_domain::channel::{self, Notification, REDACTED};
 use telltale_domain::ids::streams;
-use telltale_domain::notification::{NotificationAttemptFailed, NotificationDelivered, NotificationEvent, backoff_ms};
+use telltale_domain::notification::{
+    NotificationAbandoned, NotificationAttemptFailed, NotificationAttemptStarted, NotificationDelivered,
+    NotificationEvent, attempt_key, backoff_ms,
+};
 use telltale_projections::models::notifications::{self, OutboxItem};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::store::{ExpectedVersion, NewEvent};
+use crate::store::{ExpectedVersion, NewEvent, StoreError};
 
 /// Outbox rows picked up per pass.
 const PASS: i64 = 100;
+/// How long a claim outlives the attempt's own timeout before another dispatcher may take over.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// The longest wait a receiver's `Retry-After` may ask for.
+const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 
 /// What a channel answered.
 #[derive(Debug)]
 pub enum Delivery {
-    Delivered { status: Option<u16> },
-    Failed { error: String },
+    Delivered {
+        status: Option<u16>,
+    },
+    /// `retry_after_ms`: what the receiver asked for (`Retry-After`), if more than the backoff.
+    Failed {
+        error: String,
+        retry_after_ms: Option<i64>,
+    },
+}
+
+impl Delivery {
+    pub fn failed(error: impl Into<String>) -> Delivery {
+        Delivery::Failed { error: error.into(), retry_after_ms: None }
+    }
+}
+
+/// Sends one attempt through the sender of its channel's kind.
+pub async fn deliver(out: &http::Outgoing<'_>) -> Delivery {
+    match out.kind {
+        "webhook" => webhook::send(out).await,
+        "slack" => slack::send_slack(out).await,
+        "teams" => teams::send_teams(out).await,
+        "discord" => discord::send_discord(out).await,
+        "google_chat" => google_chat::send_google_chat(out).await,
+        "mattermost" => mattermost::send_mattermost(out).await,
+        "email" => email::send_email(out).await,
+        "pagerduty" => pagerduty::send_pagerduty(out).await,
+        "opsgenie" => opsgenie::send_opsgenie(out).await,
+        "ntfy" => ntfy::send_ntfy(out).await,
+        "telegram" => telegram::send_telegram(out).await,
+        "pushover" => pushover::send_pushover(out).await,
+        "matrix" => matrix::send_matrix(out).await,
+        other => Delivery::failed(format!("unknown channel kind `{other}`")),
+    }
+}
+
+/// `text` with every secret of the channel's configuration blotted out, for errors and logs.
+pub fn scrub(kind: &str, config: &Value, text: &str) -> String {
+    let mut out = text.to_string();
+    for secret in channel::secrets(kind, config) {
+        if secret.len() >= 4 {
+            out = out.replace(&secret, REDACTED);
+        }
+    }
+    out
 }
 
 pub struct Dispatcher {
@@ -49,6 +119,10 @@ impl Dispatcher {
             .build()
             .expect("an HTTP client");
         Arc::new(Dispatcher { app, http, base_url, in_flight: Mutex::default(), done: tokio::sync::Notify::new() })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.app.config.notify.timeout.as_millis().max(1) as u64)
     }
 
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -103,55 +177,130 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Remembers that `id` waits for the read model to reach `position` (or forgets it).
+    fn settle(&self, id: Uuid, position: Option<i64>) {
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        match position {
+            Some(p) => {
+                in_flight.insert(id, Some(p));
+            }
+            None => {
+                in_flight.remove(&id);
+            }
+        }
+        drop(in_flight);
+        self.done.notify_one();
+    }
+
+    /// Claims attempt `attempt` of `item`; false when another dispatcher (or an earlier pass)
+    /// holds it already.
+    async fn claim(&self, item: &OutboxItem, attempt: u32, now: DateTime<Utc>) -> bool {
+        let stream = streams::notifications(&item.client);
+        let lease = TimeDelta::from_std(self.timeout() * 3 + LEASE_MARGIN).unwrap_or(TimeDelta::minutes(5));
+        let claim = NotificationEvent::NotificationAttemptStarted(NotificationAttemptStarted {
+            notification_id: item.notification_id,
+            channel_id: item.channel_id,
+            attempt,
+            at: now,
+            lease_until: now + lease,
+        });
+        let key = attempt_key(item.notification_id, attempt);
+        let event = NewEvent { idempotency_key: Some(key.clone()), ..NewEvent::from(claim.encode()) };
+        match self.app.store.append(&stream, ExpectedVersion::Any, vec![event]).await {
+            Ok(_) => true,
+            Err(StoreError::DuplicateKey { .. }) => {
+                // Someone claimed it first: wait until the read model shows that claim.
+                let position =
+                    self.app.store.find_by_idempotency_key(&stream, &key).await.ok().flatten().map(|e| e.position);
+                tracing::debug!(notification = %item.notification_id, attempt, "attempt claimed elsewhere");
+                self.settle(item.notification_id, position);
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claiming a notification attempt failed; it will be tried again");
+                self.settle(item.notification_id, None);
+                false
+            }
+        }
+    }
+
     async fn attempt(self: Arc<Self>, item: OutboxItem) {
-        let attempt = u32::try_from(item.attempts).unwrap_or(u32::MAX - 1) + 1;
+        let attempt = item.next_attempt();
+        let now = self.app.clock.now();
+        if !self.claim(&item, attempt, now).await {
+            return;
+        }
         let mut payload = item.payload.clone();
         if let Some(body) = payload.as_object_mut() {
             body.insert("link".into(), format!("{}/monitors/{}/{}", self.base_url, item.client, item.slug).into());
             body.insert("attempt".into(), attempt.into());
+            body.insert("sent_at".into(), telltale_projections::log::fmt_time(now).into());
         }
-        let outcome = match item.kind.as_str() {
-            "webhook" => webhook::send(&self.http, &item, &payload).await,
-            other => Delivery::Failed { error: format!("unknown channel kind `{other}`") },
+        let outcome = match serde_json::from_value::<Notification>(payload.clone()) {
+            Ok(notification) => {
+                let out = http::Outgoing {
+                    http: &self.http,
+                    timeout: self.timeout(),
+                    channel_id: item.channel_id,
+                    kind: &item.kind,
+                    config: &item.config,
+                    notification: &notification,
+                    payload: &payload,
+                };
+                deliver(&out).await
+            }
+            Err(e) => Delivery::failed(format!("the notification cannot be read: {e}")),
         };
         let now = self.app.clock.now();
-        let event = match outcome {
+        let mut events = Vec::new();
+        match outcome {
             Delivery::Delivered { status } => {
-                tracing::info!(notification = %item.notification_id, channel = %item.channel_id, attempt, "notification delivered");
-                NotificationEvent::NotificationDelivered(NotificationDelivered {
+                tracing::info!(notification = %item.notification_id, channel = %item.channel_id, kind = %item.kind, attempt, "notification delivered");
+                events.push(NotificationEvent::NotificationDelivered(NotificationDelivered {
                     notification_id: item.notification_id,
                     channel_id: item.channel_id,
                     attempt,
                     at: now,
                     status_code: status,
-                })
+                }));
             }
-            Delivery::Failed { error } => {
-                let wait = backoff_ms(attempt, self.app.config.notify.max_backoff.as_millis());
-                tracing::warn!(notification = %item.notification_id, attempt, error, retry_in_ms = wait, "notification failed");
-                NotificationEvent::NotificationAttemptFailed(NotificationAttemptFailed {
+            Delivery::Failed { error, retry_after_ms } => {
+                let error = scrub(&item.kind, &item.config, &error);
+                let notify = &self.app.config.notify;
+                let wait = backoff_ms(attempt, notify.max_backoff.as_millis())
+                    .max(retry_after_ms.unwrap_or(0).min(MAX_RETRY_AFTER_MS));
+                let began = item.created_at.unwrap_or(now);
+                let give_up = now - began >= notify.give_up_after.to_delta();
+                tracing::warn!(notification = %item.notification_id, channel = %item.channel_id, kind = %item.kind,
+                    attempt, error, retry_in_ms = wait, give_up, "notification failed");
+                events.push(NotificationEvent::NotificationAttemptFailed(NotificationAttemptFailed {
                     notification_id: item.notification_id,
                     channel_id: item.channel_id,
                     attempt,
                     at: now,
-                    error,
+                    error: error.clone(),
                     next_attempt_at: now + TimeDelta::milliseconds(wait),
-                })
-            }
-        };
-        let stream = streams::notifications(&item.client);
-        let appended = self.app.store.append(&stream, ExpectedVersion::Any, vec![NewEvent::from(event.encode())]).await;
-        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-        match appended {
-            Ok(a) => {
-                in_flight.insert(item.notification_id, a.positions.last().copied());
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "recording a notification outcome failed; it will be attempted again");
-                in_flight.remove(&item.notification_id);
+                }));
+                if give_up {
+                    events.push(NotificationEvent::NotificationAbandoned(NotificationAbandoned {
+                        notification_id: item.notification_id,
+                        channel_id: item.channel_id,
+                        attempts: attempt,
+                        at: now,
+                        error,
+                    }));
+                }
             }
         }
-        drop(in_flight);
-        self.done.notify_one();
+        let stream = streams::notifications(&item.client);
+        let events = events.iter().map(|e| NewEvent::from(e.encode())).collect();
+        match self.app.store.append(&stream, ExpectedVersion::Any, events).await {
+            Ok(a) => self.settle(item.notification_id, a.positions.last().copied()),
+            Err(e) => {
+                // The claim lapses and the next attempt goes out then.
+                tracing::error!(error = %e, "recording a notification outcome failed; it will be attempted again");
+                self.settle(item.notification_id, None);
+            }
+        }
     }
 }

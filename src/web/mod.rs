@@ -13,6 +13,8 @@ use crate::api::ApiError;
 use crate::api::dto::MonitorOut;
 use crate::app::App;
 
+mod channels;
+
 const REFRESH_SECONDS: u32 = 5;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -102,6 +104,7 @@ async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
         rows.iter().map(|v| (v.state.client.clone(), MonitorOut::of(&v.state, now, app.started_at))).collect();
     let count = |s: MonitorStatus| views.iter().filter(|(_, m)| m.status == s.as_str()).count();
     let open_alerts = views.iter().map(|(_, m)| m.alerts.len()).sum::<usize>();
+    let channel_rows = telltale_projections::models::notifications::all_channels(&app.read.pool).await?;
     Ok(page(
         "Monitors",
         html! {
@@ -145,6 +148,7 @@ async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
                     }
                 }
             }
+            (channels::section(&channel_rows, now))
         },
     ))
 }

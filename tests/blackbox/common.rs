@@ -54,7 +54,11 @@ pub fn config_for(dir: &tempfile::TempDir, port: u16) -> Config {
     Config {
         database_url: format!("sqlite://{}/telltale.db", dir.path().display()),
         listen: format!("127.0.0.1:{port}"),
-        notify: NotifyConfig { timeout: Span::from_secs(2), max_backoff: Span::from_secs(60) },
+        notify: NotifyConfig {
+            timeout: Span::from_secs(2),
+            max_backoff: Span::from_secs(60),
+            give_up_after: Span::from_secs(24 * 3600),
+        },
         ..Config::default()
     }
 }
@@ -65,10 +69,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> TestApp {
+        TestApp::spawn_configured(options, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with a change to the configuration.
+    pub async fn spawn_configured(options: Options, configure: impl FnOnce(&mut Config)) -> TestApp {
         let dir = options.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
         let clock = options.clock.unwrap_or_else(|| ManualClock::new(t0()));
         let shared: SharedClock = Arc::new(clock.clone());
-        let config = config_for(&dir, options.port);
+        let mut config = config_for(&dir, options.port);
+        configure(&mut config);
         let application = Application::build_with(config, shared, Workers(2), false).await.expect("the app starts");
         let port = application.port();
         let app = application.app();
@@ -196,19 +206,57 @@ impl TestApp {
 pub struct Received {
     pub body: Value,
     pub idempotency_key: String,
+    pub method: String,
+    /// The path as sent, still percent-encoded.
+    pub path: String,
+    pub query: String,
+    /// Header names in lowercase.
+    pub headers: std::collections::HashMap<String, String>,
+    pub raw: Vec<u8>,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
-/// A real HTTP server on loopback that records every POST and answers with the statuses it is
-/// told to (200 once the script runs out).
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+/// How a receiver answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    /// Waits this long (real time) before answering: a receiver slower than telltale's timeout.
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply { status, body: String::new(), delay: Duration::ZERO }
+    }
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply { status, body: body.to_string(), delay: Duration::ZERO }
+    }
+}
+
+type Responder = Arc<dyn Fn() -> Reply + Send + Sync>;
+
+/// A real HTTP server on loopback that records every request and answers with the replies it
+/// is told to (200 once the script runs out), or with what a function says.
 pub struct Receiver {
     pub url: String,
+    /// `http://127.0.0.1:port`, for vendor base URLs.
+    pub base: String,
     rx: mpsc::UnboundedReceiver<Received>,
 }
 
 #[derive(Clone)]
 struct ReceiverState {
     tx: mpsc::UnboundedSender<Received>,
-    script: Arc<Mutex<VecDeque<u16>>>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    responder: Option<Responder>,
 }
 
 async fn receive(
@@ -216,11 +264,31 @@ async fn receive(
     req: actix_web::HttpRequest,
     body: actix_web::web::Bytes,
 ) -> actix_web::HttpResponse {
-    let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
-    let key = req.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let _ = state.tx.send(Received { body, idempotency_key: key });
-    actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+    let reply = match &state.responder {
+        Some(respond) => respond(),
+        None => state.script.lock().unwrap().pop_front().unwrap_or(Reply::status(200)),
+    };
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string()))
+        .collect::<std::collections::HashMap<_, _>>();
+    let key = headers.get("idempotency-key").cloned().unwrap_or_default();
+    let _ = state.tx.send(Received {
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        idempotency_key: key,
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        query: req.uri().query().unwrap_or_default().to_string(),
+        headers,
+        raw: body.to_vec(),
+        status: reply.status,
+    });
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut response = actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
+    if reply.body.is_empty() { response.finish() } else { response.content_type("application/json").body(reply.body) }
 }
 
 impl Receiver {
@@ -230,10 +298,21 @@ impl Receiver {
 
     /// Listens on `port` (0 for any) and answers the first requests with `script`.
     pub async fn start_on(port: u16, script: Vec<u16>) -> Receiver {
+        Receiver::scripted(port, script.into_iter().map(Reply::status).collect()).await
+    }
+
+    pub async fn scripted(port: u16, script: Vec<Reply>) -> Receiver {
+        Receiver::serve(port, ReceiverState::new(script, None)).await
+    }
+
+    /// Answers every request with what `respond` says at the time.
+    pub async fn responding(respond: impl Fn() -> Reply + Send + Sync + 'static) -> Receiver {
+        Receiver::serve(0, ReceiverState::new(vec![], Some(Arc::new(respond)))).await
+    }
+
+    async fn serve(port: u16, (state, rx): (ReceiverState, mpsc::UnboundedReceiver<Received>)) -> Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let state = ReceiverState { tx, script: Arc::new(Mutex::new(script.into())) };
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))
@@ -245,7 +324,7 @@ impl Receiver {
         .unwrap()
         .run();
         tokio::spawn(server);
-        Receiver { url: format!("http://127.0.0.1:{port}/hook"), rx }
+        Receiver { url: format!("http://127.0.0.1:{port}/hook"), base: format!("http://127.0.0.1:{port}"), rx }
     }
 
     /// The next request, or `None` if none comes within `wait`.
@@ -261,6 +340,28 @@ impl Receiver {
         }
         out
     }
+}
+
+impl ReceiverState {
+    fn new(script: Vec<Reply>, responder: Option<Responder>) -> (ReceiverState, mpsc::UnboundedReceiver<Received>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ReceiverState { tx, script: Arc::new(Mutex::new(script.into())), responder }, rx)
+    }
+}
+
+/// Waits (polling a condition, never a guess) until `check` holds, or fails with `what`.
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
 /// A port nothing listens on (bound, then released).

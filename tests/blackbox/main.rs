@@ -1,9 +1,11 @@
 //! Black-box tests: the real application over HTTP, a real SQLite file, real HTTP peers.
 
 mod common;
+mod smtp;
 
 mod agent;
 mod api;
+mod channels;
 mod concurrency;
 mod dashboard;
 mod detection;

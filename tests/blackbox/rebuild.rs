@@ -13,6 +13,7 @@ const TABLES: &[(&str, &str)] = &[
     ("rm_keys", "key_id"),
     ("rm_channels", "channel_id"),
     ("rm_outbox", "notification_id"),
+    ("rm_notify_monitors", "client, slug"),
     ("rm_meta", "key"),
 ];
 

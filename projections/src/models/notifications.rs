@@ -2,12 +2,15 @@
 //! channel of its client; the dispatcher's attempts come back as events, which this projection
 //! folds, so the outbox is as rebuildable as every other read model.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use telltale_domain::DomainEvent;
+use telltale_domain::channel::{LastEvent, routes};
 use telltale_domain::client::ClientEvent;
 use telltale_domain::ids::streams;
 use telltale_domain::monitor::MonitorEvent;
@@ -44,26 +47,190 @@ pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid)
     Some((transition, alert_id, body))
 }
 
+/// What the outbox remembers of a monitor, to route its alerts and word their messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MonitorFacts {
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    pub last_event: Option<LastEvent>,
+}
+
+/// Most characters of a run's output a message quotes.
+pub const OUTPUT_QUOTE: usize = 500;
+
+/// The last `max` characters of `text`, marked with `…` when cut.
+pub fn tail_chars(text: &str, max: usize) -> String {
+    let text = text.trim_end();
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_string();
+    }
+    format!("…{}", text.chars().skip(count - max).collect::<String>())
+}
+
+/// The signal a monitor's process sent, as a message quotes it. Pure.
+pub fn last_event_of(event: &MonitorEvent) -> Option<LastEvent> {
+    let (kind, at, details, run) = match event {
+        MonitorEvent::HeartbeatReceived(e) => ("heartbeat", e.at, &e.details, None),
+        MonitorEvent::RunStarted(e) => ("started", e.at, &e.details, None),
+        MonitorEvent::RunProgressed(e) => ("running", e.at, &e.details, None),
+        MonitorEvent::RunCompleted(e) => ("completed", e.at, &e.details, Some(e)),
+        MonitorEvent::RunFailed(e) => ("failed", e.at, &e.details, Some(e)),
+        _ => return None,
+    };
+    let output = run.and_then(|r| r.output.as_deref()).filter(|o| !o.trim().is_empty());
+    let message = details.message.as_deref().or(output).map(|m| tail_chars(m, OUTPUT_QUOTE));
+    Some(LastEvent {
+        kind: kind.into(),
+        at,
+        host: details.host.clone(),
+        run_id: event.run_id().map(str::to_string),
+        exit_code: run.and_then(|r| r.exit_code),
+        duration_ms: run.and_then(|r| r.duration_ms),
+        message,
+    })
+}
+
+/// Adds to a notification's body what it says about its monitor: the name, tags, the last
+/// signal and, for a resolution, how long the alert lasted. Pure.
+pub fn enrich(body: &mut Value, facts: &MonitorFacts) {
+    let Some(obj) = body.as_object_mut() else { return };
+    obj.insert("monitor_name".into(), facts.name.clone().into());
+    obj.insert("tags".into(), json!(facts.tags));
+    if let Some(last) = &facts.last_event {
+        obj.insert("last_event".into(), serde_json::to_value(last).unwrap_or(Value::Null));
+    }
+    let time = |key: &str| obj.get(key).and_then(Value::as_str).and_then(crate::log::parse_time);
+    if let (Some(opened), Some(resolved)) = (time("opened_at"), time("resolved_at")) {
+        obj.insert("duration_ms".into(), (resolved - opened).num_milliseconds().into());
+    }
+}
+
+async fn monitor_facts(conn: &mut AnyConnection, client: &str, slug: &str) -> Result<MonitorFacts, sqlx::Error> {
+    let row = sqlx::query("SELECT name, tags, last_event FROM rm_notify_monitors WHERE client = $1 AND slug = $2")
+        .bind(client)
+        .bind(slug)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(MonitorFacts::default()) };
+    let tags: String = row.try_get("tags")?;
+    let last: Option<String> = row.try_get("last_event")?;
+    Ok(MonitorFacts {
+        name: Some(row.try_get("name")?),
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        last_event: last.and_then(|l| serde_json::from_str(&l).ok()),
+    })
+}
+
+async fn save_last_events(
+    conn: &mut AnyConnection,
+    pending: &mut HashMap<(String, String), LastEvent>,
+) -> Result<(), sqlx::Error> {
+    for ((client, slug), last) in pending.drain() {
+        sqlx::query("UPDATE rm_notify_monitors SET last_event = $1 WHERE client = $2 AND slug = $3")
+            .bind(serde_json::to_string(&last).unwrap_or_default())
+            .bind(client)
+            .bind(slug)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The channels a transition of `alert_id` goes to: the client's channels whose tags match the
+/// monitor's (all of them when a channel has no tags), and, for a resolution, every channel
+/// that was told of the alert before, whatever its tags say now.
+async fn route(
+    conn: &mut AnyConnection,
+    client: &str,
+    alert_id: Uuid,
+    monitor_tags: &[String],
+    resolution: bool,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT channel_id, tags FROM rm_channels WHERE client = $1 AND removed_at IS NULL ORDER BY channel_id",
+    )
+    .bind(client)
+    .fetch_all(&mut *conn)
+    .await?;
+    let told: Vec<String> = if resolution {
+        sqlx::query_scalar("SELECT DISTINCT channel_id FROM rm_outbox WHERE alert_id = $1")
+            .bind(alert_id.to_string())
+            .fetch_all(&mut *conn)
+            .await?
+    } else {
+        vec![]
+    };
+    let mut out = Vec::new();
+    for row in rows {
+        let id: String = row.try_get("channel_id")?;
+        let tags: String = row.try_get("tags")?;
+        let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+        if routes(&tags, monitor_tags) || told.contains(&id) {
+            out.push(Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
+        }
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Projection for NotificationsProjection {
     fn name(&self) -> &'static str {
         "notifications"
     }
     fn version(&self) -> i32 {
-        1
+        2
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_channels", "rm_outbox"]
+        &["rm_channels", "rm_outbox", "rm_notify_monitors"]
     }
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[&Envelope]) -> Result<(), sqlx::Error> {
+        // The last signal of each monitor, written once per batch rather than once per beat.
+        let mut last_events: HashMap<(String, String), LastEvent> = HashMap::new();
         for envelope in events {
             match &envelope.event {
+                DomainEvent::Monitor(MonitorEvent::MonitorCreated(e)) => {
+                    sqlx::query(
+                        "INSERT INTO rm_notify_monitors (client, slug, name, tags, last_event) VALUES ($1, $2, $3, $4, NULL)
+                         ON CONFLICT (client, slug) DO UPDATE SET name = excluded.name, tags = excluded.tags,
+                             last_event = NULL",
+                    )
+                    .bind(&e.client)
+                    .bind(&e.slug)
+                    .bind(&e.config.name)
+                    .bind(json!(e.config.tags).to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                    last_events.remove(&(e.client.clone(), e.slug.clone()));
+                }
+                DomainEvent::Monitor(MonitorEvent::MonitorReconfigured(e)) => {
+                    let Some((client, slug)) = streams::parse_monitor(&envelope.stream_id) else { continue };
+                    sqlx::query("UPDATE rm_notify_monitors SET name = $1, tags = $2 WHERE client = $3 AND slug = $4")
+                        .bind(&e.config.name)
+                        .bind(json!(e.config.tags).to_string())
+                        .bind(client)
+                        .bind(slug)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                DomainEvent::Monitor(
+                    event @ (MonitorEvent::HeartbeatReceived(_)
+                    | MonitorEvent::RunStarted(_)
+                    | MonitorEvent::RunProgressed(_)
+                    | MonitorEvent::RunCompleted(_)
+                    | MonitorEvent::RunFailed(_)),
+                ) => {
+                    let Some((client, slug)) = streams::parse_monitor(&envelope.stream_id) else { continue };
+                    if let Some(last) = last_event_of(event) {
+                        last_events.insert((client.to_string(), slug.to_string()), last);
+                    }
+                }
                 DomainEvent::Client(ClientEvent::ChannelAdded(e)) => {
                     let Some(client) = envelope.stream_id.strip_prefix("client:") else { continue };
                     sqlx::query(
-                        "INSERT INTO rm_channels (channel_id, client, name, kind, config, created_at, consecutive_failures)
-                         VALUES ($1, $2, $3, $4, $5, $6, 0)",
+                        "INSERT INTO rm_channels (channel_id, client, name, kind, config, created_at, consecutive_failures, tags)
+                         VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
                     )
                     .bind(e.channel_id.to_string())
                     .bind(client)
@@ -71,6 +238,7 @@ impl Projection for NotificationsProjection {
                     .bind(&e.kind)
                     .bind(e.config.to_string())
                     .bind(fmt_time(e.at))
+                    .bind(json!(e.tags).to_string())
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -87,25 +255,23 @@ impl Projection for NotificationsProjection {
                 }
                 DomainEvent::Monitor(event @ (MonitorEvent::AlertOpened(_) | MonitorEvent::AlertResolved(_))) => {
                     let Some((client, slug)) = streams::parse_monitor(&envelope.stream_id) else { continue };
-                    let channels: Vec<String> =
-                        sqlx::query_scalar("SELECT channel_id FROM rm_channels WHERE client = $1 AND removed_at IS NULL ORDER BY channel_id")
-                            .bind(client)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                    for channel in channels {
-                        let channel_id = Uuid::parse_str(&channel).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                        let Some((transition, alert_id, body)) = payload(client, slug, event, channel_id) else {
-                            continue;
-                        };
+                    save_last_events(conn, &mut last_events).await?;
+                    let facts = monitor_facts(conn, client, slug).await?;
+                    // The alert id and transition do not depend on the channel.
+                    let Some((transition, alert_id, _)) = payload(client, slug, event, Uuid::nil()) else { continue };
+                    let resolution = matches!(event, MonitorEvent::AlertResolved(_));
+                    for channel_id in route(conn, client, alert_id, &facts.tags, resolution).await? {
+                        let Some((_, _, mut body)) = payload(client, slug, event, channel_id) else { continue };
+                        enrich(&mut body, &facts);
                         sqlx::query(
                             "INSERT INTO rm_outbox (notification_id, client, channel_id, alert_id, transition, slug, payload,
-                                 position, state, attempts, next_attempt_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9)
+                                 position, state, attempts, next_attempt_at, created_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)
                              ON CONFLICT (notification_id) DO NOTHING",
                         )
                         .bind(notification_id(alert_id, transition, channel_id).to_string())
                         .bind(client)
-                        .bind(&channel)
+                        .bind(channel_id.to_string())
                         .bind(alert_id.to_string())
                         .bind(transition.as_str())
                         .bind(slug)
@@ -116,9 +282,31 @@ impl Projection for NotificationsProjection {
                         .await?;
                     }
                 }
+                DomainEvent::Notification(NotificationEvent::NotificationAttemptStarted(e)) => {
+                    sqlx::query(
+                        "UPDATE rm_outbox SET claimed_attempt = $1, claim_expires_at = $2
+                         WHERE notification_id = $3 AND state = 'pending'",
+                    )
+                    .bind(i64::from(e.attempt))
+                    .bind(fmt_time(e.lease_until))
+                    .bind(e.notification_id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                DomainEvent::Notification(NotificationEvent::NotificationAbandoned(e)) => {
+                    sqlx::query(
+                        "UPDATE rm_outbox SET state = 'failed', last_error = $1, claim_expires_at = NULL
+                         WHERE notification_id = $2 AND state = 'pending'",
+                    )
+                    .bind(&e.error)
+                    .bind(e.notification_id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 DomainEvent::Notification(NotificationEvent::NotificationDelivered(e)) => {
                     sqlx::query(
-                        "UPDATE rm_outbox SET state = 'delivered', attempts = $1, delivered_at = $2 WHERE notification_id = $3",
+                        "UPDATE rm_outbox SET state = 'delivered', attempts = $1, delivered_at = $2, claim_expires_at = NULL
+                         WHERE notification_id = $3",
                     )
                     .bind(i64::from(e.attempt))
                     .bind(fmt_time(e.at))
@@ -135,7 +323,7 @@ impl Projection for NotificationsProjection {
                 }
                 DomainEvent::Notification(NotificationEvent::NotificationAttemptFailed(e)) => {
                     sqlx::query(
-                        "UPDATE rm_outbox SET attempts = $1, last_error = $2, next_attempt_at = $3
+                        "UPDATE rm_outbox SET attempts = $1, last_error = $2, next_attempt_at = $3, claim_expires_at = NULL
                          WHERE notification_id = $4 AND state = 'pending'",
                     )
                     .bind(i64::from(e.attempt))
@@ -157,6 +345,7 @@ impl Projection for NotificationsProjection {
                 _ => {}
             }
         }
+        save_last_events(conn, &mut last_events).await?;
         Ok(())
     }
 }
@@ -175,6 +364,11 @@ pub struct ChannelView {
     pub last_failure_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub consecutive_failures: i64,
+    pub tags: Vec<String>,
+    /// Notifications waiting to be delivered to it.
+    pub pending: i64,
+    /// Notifications given up on.
+    pub failed: i64,
 }
 
 fn channel_of(row: &AnyRow) -> Result<ChannelView, sqlx::Error> {
@@ -191,17 +385,32 @@ fn channel_of(row: &AnyRow) -> Result<ChannelView, sqlx::Error> {
         last_failure_at: read_time(row.try_get("last_failure_at")?),
         last_error: row.try_get("last_error")?,
         consecutive_failures: row.try_get("consecutive_failures")?,
+        tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
+        pending: row.try_get("pending")?,
+        failed: row.try_get("failed")?,
     })
 }
 
 const CHANNEL_COLUMNS: &str = "channel_id, client, name, kind, config, created_at, last_success_at, last_failure_at, \
-     last_error, consecutive_failures";
+     last_error, consecutive_failures, tags, \
+     (SELECT COUNT(*) FROM rm_outbox o WHERE o.channel_id = rm_channels.channel_id AND o.state = 'pending') AS pending, \
+     (SELECT COUNT(*) FROM rm_outbox o WHERE o.channel_id = rm_channels.channel_id AND o.state = 'failed') AS failed";
 
 pub async fn channels(pool: &AnyPool, client: &str) -> Result<Vec<ChannelView>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {CHANNEL_COLUMNS} FROM rm_channels WHERE client = $1 AND removed_at IS NULL ORDER BY created_at, channel_id"
     )))
     .bind(client)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(channel_of).collect()
+}
+
+/// Every channel of every client, for the dashboard.
+pub async fn all_channels(pool: &AnyPool) -> Result<Vec<ChannelView>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CHANNEL_COLUMNS} FROM rm_channels WHERE removed_at IS NULL ORDER BY client, created_at, channel_id"
+    )))
     .fetch_all(pool)
     .await?;
     rows.iter().map(channel_of).collect()
@@ -225,17 +434,31 @@ pub struct OutboxItem {
     pub slug: String,
     pub payload: Value,
     pub attempts: i64,
+    /// The highest attempt a dispatcher claimed; the next attempt is one more than this and
+    /// `attempts`.
+    pub claimed_attempt: i64,
+    /// When the transition happened.
+    pub created_at: Option<DateTime<Utc>>,
     pub kind: String,
     pub config: Value,
 }
 
+impl OutboxItem {
+    /// The number of the next attempt, from 1.
+    pub fn next_attempt(&self) -> u32 {
+        u32::try_from(self.attempts.max(self.claimed_attempt)).unwrap_or(u32::MAX - 1) + 1
+    }
+}
+
 /// Notifications ready to send at `now`: per channel only the oldest pending one, so that a
-/// channel receives its notifications in order.
+/// channel receives its notifications in order; none whose attempt another dispatcher holds.
 pub async fn due(pool: &AnyPool, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT o.notification_id, o.client, o.channel_id, o.slug, o.payload, o.attempts, c.kind, c.config
+        "SELECT o.notification_id, o.client, o.channel_id, o.slug, o.payload, o.attempts, o.claimed_attempt,
+                o.created_at, c.kind, c.config
          FROM rm_outbox o JOIN rm_channels c ON c.channel_id = o.channel_id
          WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+           AND (o.claim_expires_at IS NULL OR o.claim_expires_at <= $1)
            AND NOT EXISTS (SELECT 1 FROM rm_outbox p
                            WHERE p.channel_id = o.channel_id AND p.state = 'pending' AND p.position < o.position)
          ORDER BY o.position LIMIT $2",
@@ -255,6 +478,8 @@ pub async fn due(pool: &AnyPool, now: DateTime<Utc>, limit: i64) -> Result<Vec<O
                 slug: row.try_get("slug")?,
                 payload: json(row.try_get("payload")?)?,
                 attempts: row.try_get("attempts")?,
+                claimed_attempt: row.try_get("claimed_attempt")?,
+                created_at: read_time(row.try_get("created_at")?),
                 kind: row.try_get("kind")?,
                 config: json(row.try_get("config")?)?,
             })
@@ -262,10 +487,61 @@ pub async fn due(pool: &AnyPool, now: DateTime<Utc>, limit: i64) -> Result<Vec<O
         .collect()
 }
 
-/// The earliest time a pending notification becomes due.
+/// The earliest time a pending notification becomes due (or its claim lapses).
 pub async fn next_due_at(pool: &AnyPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let at: Option<String> = sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM rm_outbox WHERE state = 'pending'")
-        .fetch_one(pool)
-        .await?;
+    let at: Option<String> = sqlx::query_scalar(
+        "SELECT MIN(CASE WHEN claim_expires_at IS NOT NULL AND claim_expires_at > next_attempt_at
+                         THEN claim_expires_at ELSE next_attempt_at END)
+         FROM rm_outbox WHERE state = 'pending'",
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(read_time(at))
+}
+
+/// One notification of a channel, as `GET /v1/channels/{id}/notifications` shows it.
+#[derive(Debug, Clone)]
+pub struct OutboxView {
+    pub notification_id: Uuid,
+    pub alert_id: Uuid,
+    pub monitor: String,
+    pub transition: String,
+    /// `pending`, `delivered`, `failed` (given up) or `cancelled` (the channel was removed).
+    pub state: String,
+    pub attempts: i64,
+    pub created_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// A channel's notifications, newest first.
+pub async fn channel_outbox(pool: &AnyPool, channel_id: Uuid, limit: i64) -> Result<Vec<OutboxView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT notification_id, alert_id, slug, transition, state, attempts, created_at, next_attempt_at,
+                delivered_at, last_error
+         FROM rm_outbox WHERE channel_id = $1 ORDER BY position DESC, notification_id LIMIT $2",
+    )
+    .bind(channel_id.to_string())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+            let state: String = row.try_get("state")?;
+            Ok(OutboxView {
+                notification_id: uuid(row.try_get("notification_id")?)?,
+                alert_id: uuid(row.try_get("alert_id")?)?,
+                monitor: row.try_get("slug")?,
+                transition: row.try_get("transition")?,
+                next_attempt_at: if state == "pending" { read_time(row.try_get("next_attempt_at")?) } else { None },
+                state,
+                attempts: row.try_get("attempts")?,
+                created_at: read_time(row.try_get("created_at")?),
+                delivered_at: read_time(row.try_get("delivered_at")?),
+                last_error: row.try_get("last_error")?,
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,211 @@
+//! How a notification reads, whatever the channel: a headline, what happened, since when (and,
+//! for a resolution, how long it lasted), the last event, and the link to the monitor. Each
+//! channel lays these parts out in its vendor's format. Pure.
+
+use chrono::{DateTime, Utc};
+use telltale_domain::channel::{LastEvent, Notification};
+use telltale_domain::span::Span;
+
+/// The parts of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Text {
+    /// `nightly-sync is down`, `nightly-sync recovered`.
+    pub title: String,
+    /// What happened, as the alert says it.
+    pub what: String,
+    /// `Down since 2026-03-01 12:00:10 UTC`, or `Lasted 5m10s (12:00:10 → 12:05:20 UTC)`.
+    pub since: String,
+    /// `Last event: run r1 failed with exit code 3 at … on db-1`.
+    pub last: Option<String>,
+    /// The quoted output or message of the last event, if any.
+    pub quote: Option<String>,
+    pub link: String,
+    pub facts: Vec<(&'static str, String)>,
+}
+
+pub fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A duration as people read it: `5m10s`, `2h`, `4.2s`, `850ms`.
+pub fn duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..10_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => Span::from_millis((ms + 500) / 1000 * 1000).to_string(),
+    }
+}
+
+fn problem(n: &Notification) -> &'static str {
+    match n.cause.as_str() {
+        "missed" => "is down",
+        "failed" => "failed",
+        "timed_out" => "is hung",
+        _ => "is alerting",
+    }
+}
+
+pub fn title(n: &Notification) -> String {
+    let label = n.monitor_label();
+    if n.is_resolution() {
+        return format!("{label} recovered");
+    }
+    match n.transition.as_str() {
+        "opened" => format!("{label} {}", problem(n)),
+        other => format!("{label} {} ({})", problem(n), other.replace('_', " ")),
+    }
+}
+
+pub fn last_event(e: &LastEvent) -> String {
+    let what = match (e.kind.as_str(), &e.run_id) {
+        ("heartbeat", _) => "heartbeat".to_string(),
+        ("started", Some(run)) => format!("run {run} started"),
+        ("running", Some(run)) => format!("run {run} reported progress"),
+        ("completed", Some(run)) => format!("run {run} completed"),
+        ("failed", Some(run)) => format!("run {run} failed"),
+        (kind, _) => kind.to_string(),
+    };
+    let code = e.exit_code.map(|c| format!(" with exit code {c}")).unwrap_or_default();
+    let took = e.duration_ms.map(|d| format!(" after {}", duration(d))).unwrap_or_default();
+    let host = e.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
+    format!("{what}{code}{took} at {}{host}", time(e.at))
+}
+
+pub fn render(n: &Notification) -> Text {
+    let since = match (n.is_resolution(), n.resolved_at) {
+        (true, Some(resolved)) => format!(
+            "Lasted {} ({} → {})",
+            duration(n.duration_ms.unwrap_or_else(|| (resolved - n.opened_at).num_milliseconds())),
+            time(n.opened_at),
+            time(resolved)
+        ),
+        _ => format!("Since {}", time(n.opened_at)),
+    };
+    let last = n.last_event.as_ref().map(last_event);
+    let quote = n.last_event.as_ref().and_then(|e| e.message.clone()).filter(|m| !m.trim().is_empty());
+    let mut facts = vec![("Monitor", n.monitor.clone()), ("Cause", n.cause.replace('_', " "))];
+    facts.push(("Opened", time(n.opened_at)));
+    if let Some(resolved) = n.resolved_at {
+        facts.push(("Resolved", time(resolved)));
+    }
+    if let Some(ms) = n.duration_ms.filter(|_| n.is_resolution()) {
+        facts.push(("Lasted", duration(ms)));
+    }
+    if let Some(last) = &last {
+        facts.push(("Last event", last.clone()));
+    }
+    facts.push(("Client", n.client.clone()));
+    Text { title: title(n), what: n.message.clone(), since, last, quote, link: n.link.clone(), facts }
+}
+
+/// The message as plain text, for channels without formatting (and e-mail).
+pub fn plain(t: &Text) -> String {
+    let mut out = format!("{}\n\n{}\n{}\n", t.title, t.what, t.since);
+    if let Some(last) = &t.last {
+        out.push_str(&format!("Last event: {last}\n"));
+    }
+    if let Some(quote) = &t.quote {
+        out.push('\n');
+        for line in quote.lines() {
+            out.push_str(&format!("> {line}\n"));
+        }
+    }
+    if !t.link.is_empty() {
+        out.push_str(&format!("\n{}\n", t.link));
+    }
+    out
+}
+
+/// The body without the title, as plain text.
+pub fn plain_body(t: &Text) -> String {
+    let full = plain(t);
+    full.split_once("\n\n").map(|(_, rest)| rest.to_string()).unwrap_or(full)
+}
+
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Escapes what Slack's and Mattermost's markup give a meaning to in plain text.
+pub fn escape_slack(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The first `max` characters of `s`, marked with `…` when cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The colour of a message: red while a problem is open, green once it is resolved.
+pub fn colour(n: &Notification) -> u32 {
+    if n.is_resolution() { 0x1a7f37 } else { 0xd1242f }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    fn notification(state: &str) -> Notification {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 10).unwrap();
+        Notification {
+            notification_id: Uuid::nil(),
+            transition: if state == "open" { "opened".into() } else { "resolved".into() },
+            alert_id: Uuid::nil(),
+            client: "acme".into(),
+            monitor: "nightly-sync".into(),
+            monitor_name: Some("Nightly sync".into()),
+            tags: vec![],
+            cause: "failed".into(),
+            state: state.into(),
+            message: "nightly-sync: run r1 failed with exit code 3".into(),
+            opened_at: at,
+            resolved_at: (state == "resolved").then(|| at + chrono::TimeDelta::seconds(310)),
+            duration_ms: (state == "resolved").then_some(310_000),
+            last_event: Some(LastEvent {
+                kind: "failed".into(),
+                at,
+                host: Some("db-1".into()),
+                run_id: Some("r1".into()),
+                exit_code: Some(3),
+                duration_ms: Some(4_200),
+                message: Some("disk full".into()),
+            }),
+            link: "https://telltale.example.com/monitors/acme/nightly-sync".into(),
+            attempt: 1,
+            sent_at: None,
+        }
+    }
+
+    #[test]
+    fn an_opening_says_what_since_when_the_last_event_and_links() {
+        let text = plain(&render(&notification("open")));
+        assert_eq!(
+            text,
+            "Nightly sync failed\n\nnightly-sync: run r1 failed with exit code 3\nSince 2026-03-01 12:00:10 UTC\n\
+             Last event: run r1 failed with exit code 3 after 4.2s at 2026-03-01 12:00:10 UTC on db-1\n\n\
+             > disk full\n\nhttps://telltale.example.com/monitors/acme/nightly-sync\n"
+        );
+    }
+
+    #[test]
+    fn a_resolution_says_how_long_it_lasted() {
+        let t = render(&notification("resolved"));
+        assert_eq!(t.title, "Nightly sync recovered");
+        assert_eq!(t.since, "Lasted 5m10s (2026-03-01 12:00:10 UTC → 2026-03-01 12:05:20 UTC)");
+    }
+
+    #[test]
+    fn other_transitions_read_without_any_change_here() {
+        let mut n = notification("open");
+        n.transition = "reminded".into();
+        assert_eq!(title(&n), "Nightly sync failed (reminded)");
+    }
+}
