@@ -2,13 +2,16 @@
 //! clock. Time is always a value passed in, which is what makes replay exact.
 
 pub mod aggregate;
+pub mod alerting;
 pub mod channel;
 pub mod client;
 pub mod cron;
 pub mod event;
 pub mod ids;
+pub mod maintenance;
 pub mod monitor;
 pub mod notification;
+pub mod policy;
 pub mod replay;
 pub mod schedule;
 pub mod span;
