@@ -353,6 +353,7 @@ pub struct AlertEscalated {
 pub struct AlertAcknowledged {
     pub alert_id: Uuid,
     pub cause: AlertCause,
+    pub opened_at: DateTime<Utc>,
     pub at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
@@ -1439,9 +1440,14 @@ impl Aggregate for MonitorAggregate {
             MonitorCommand::Acknowledge { alert_id, by, note } => match current.open_alert(alert_id) {
                 None => return Err(MonitorError::AlertNotFound(alert_id)),
                 Some((_, alert)) if alert.acknowledged_at.is_some() => vec![],
-                Some((cause, _)) => {
-                    vec![MonitorEvent::AlertAcknowledged(AlertAcknowledged { alert_id, cause, at, by, note })]
-                }
+                Some((cause, alert)) => vec![MonitorEvent::AlertAcknowledged(AlertAcknowledged {
+                    alert_id,
+                    cause,
+                    opened_at: alert.opened_at,
+                    at,
+                    by,
+                    note,
+                })],
             },
             MonitorCommand::Pause if current.paused => vec![],
             MonitorCommand::Pause => vec![MonitorEvent::MonitorPaused(MonitorPaused { at })],

@@ -8,6 +8,7 @@ pub mod dto;
 mod error;
 pub mod ingest;
 pub mod monitors;
+pub mod policy;
 pub mod replay;
 pub mod service;
 
@@ -32,6 +33,7 @@ pub use error::{ApiError, ErrorBody};
         (name = "monitors", description = "Monitors and their history"),
         (name = "alerts", description = "Incidents"),
         (name = "channels", description = "Where notifications go"),
+        (name = "policy", description = "A client's default alert policy and maintenance windows"),
         (name = "service", description = "Health of telltale itself"),
     )
 )]
@@ -56,6 +58,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(replay::Api::openapi());
     doc.merge(alerts::Api::openapi());
     doc.merge(channels::Api::openapi());
+    doc.merge(policy::Api::openapi());
     doc.merge(service::Api::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
@@ -88,6 +91,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     replay::configure(cfg);
     alerts::configure(cfg);
     channels::configure(cfg);
+    policy::configure(cfg);
 }
 
 /// Unknown paths.

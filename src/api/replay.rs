@@ -8,7 +8,7 @@ use telltale_domain::client::Scope;
 use telltale_domain::replay::PolicyOverride;
 use utoipa::{OpenApi, ToSchema};
 
-use super::dto::{DurationInput, ScheduleInput};
+use super::dto::{AlertPolicyInput, DurationInput, ScheduleInput};
 use super::monitors::check_slug;
 use super::{ApiError, Caller, ErrorBody, body};
 use crate::app::App;
@@ -24,8 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Another policy to replay with; each field given replaces that part of the recorded
 /// configuration, absent fields keep it.
+/// (Unknown fields are refused by the flattened alert policy, which receives what is left.)
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PolicyInput {
     pub schedule: Option<ScheduleInput>,
     pub grace: Option<DurationInput>,
@@ -37,6 +37,12 @@ pub struct PolicyInput {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<DurationInput>)]
     pub min_interval: Option<Option<DurationInput>>,
+    /// Alert policy knobs (`failure_tolerance`, `retry_window`, `missed_tolerance`,
+    /// `recovery_threshold`, `realert_every`, `escalate_after`, `escalate_to`,
+    /// `flapping_threshold`, `flapping_window`): each given wins over both the monitor's own and
+    /// its client's.
+    #[serde(flatten)]
+    pub alert_policy: AlertPolicyInput,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<DurationInput>>, D::Error> {
@@ -53,6 +59,7 @@ impl PolicyInput {
             grace: self.grace.as_ref().map(|g| g.to_span("grace")).transpose()?,
             max_runtime: optional(&self.max_runtime, "max_runtime")?,
             min_interval: optional(&self.min_interval, "min_interval")?,
+            alert_policy: self.alert_policy.to_policy("")?,
         })
     }
 }

@@ -21,7 +21,7 @@ impl Projection for AlertsProjection {
         "alerts"
     }
     fn version(&self) -> i32 {
-        1
+        2
     }
     fn tables(&self) -> &'static [&'static str] {
         &["rm_alerts"]
@@ -31,11 +31,13 @@ impl Projection for AlertsProjection {
         for envelope in events {
             let DomainEvent::Monitor(event) = &envelope.event else { continue };
             let Some((client, slug)) = streams::parse_monitor(&envelope.stream_id) else { continue };
+            let update = |sql: &'static str| sqlx::query(sql);
             match event {
                 MonitorEvent::AlertOpened(e) => {
                     sqlx::query(
-                        "INSERT INTO rm_alerts (alert_id, client, slug, cause, state, opened_at, message, position)
-                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7)",
+                        "INSERT INTO rm_alerts (alert_id, client, slug, cause, state, opened_at, message, position, held,
+                             announced_at)
+                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9)",
                     )
                     .bind(e.alert_id.to_string())
                     .bind(client)
@@ -44,13 +46,62 @@ impl Projection for AlertsProjection {
                     .bind(fmt_time(e.opened_at))
                     .bind(&e.message)
                     .bind(envelope.position)
+                    .bind(e.held.map(|h| h.as_str()))
+                    .bind(e.held.is_none().then(|| fmt_time(e.opened_at)))
                     .execute(&mut *conn)
                     .await?;
                 }
                 MonitorEvent::AlertResolved(e) => {
-                    sqlx::query("UPDATE rm_alerts SET state = 'resolved', resolved_at = $1, resolution = $2 WHERE alert_id = $3")
-                        .bind(fmt_time(e.resolved_at))
-                        .bind(&e.message)
+                    update(
+                        "UPDATE rm_alerts SET state = 'resolved', resolved_at = $1, resolution = $2, quiet = $3
+                         WHERE alert_id = $4",
+                    )
+                    .bind(fmt_time(e.resolved_at))
+                    .bind(&e.message)
+                    .bind(e.quiet as i64)
+                    .bind(e.alert_id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                MonitorEvent::AlertAnnounced(e) => {
+                    update("UPDATE rm_alerts SET held = NULL, announced_at = $1 WHERE alert_id = $2")
+                        .bind(fmt_time(e.at))
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertRecovered(e) => {
+                    update("UPDATE rm_alerts SET recovered_at = $1 WHERE alert_id = $2")
+                        .bind(fmt_time(e.at))
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertRecurred(e) => {
+                    update("UPDATE rm_alerts SET recovered_at = NULL WHERE alert_id = $1")
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertReminded(e) => {
+                    update("UPDATE rm_alerts SET reminders = $1 WHERE alert_id = $2")
+                        .bind(i64::from(e.reminder))
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertEscalated(e) => {
+                    update("UPDATE rm_alerts SET escalated_at = $1 WHERE alert_id = $2")
+                        .bind(fmt_time(e.at))
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertAcknowledged(e) => {
+                    update("UPDATE rm_alerts SET acknowledged_at = $1, acknowledged_by = $2, ack_note = $3 WHERE alert_id = $4")
+                        .bind(fmt_time(e.at))
+                        .bind(&e.by)
+                        .bind(&e.note)
                         .bind(e.alert_id.to_string())
                         .execute(&mut *conn)
                         .await?;
@@ -73,6 +124,18 @@ pub struct AlertView {
     pub resolved_at: Option<DateTime<Utc>>,
     pub message: String,
     pub resolution: Option<String>,
+    /// Why it is not announced (`silenced`, `maintenance`, `flapping`); `None` once announced.
+    pub held: Option<String>,
+    pub announced_at: Option<DateTime<Utc>>,
+    /// Resolved without anyone having been told of it.
+    pub quiet: bool,
+    /// Its trouble ended while alerts were held; the resolution is announced when the hold ends.
+    pub recovered_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub ack_note: Option<String>,
+    pub reminders: i64,
+    pub escalated_at: Option<DateTime<Utc>>,
 }
 
 fn view_of(row: &AnyRow) -> Result<AlertView, sqlx::Error> {
@@ -87,7 +150,28 @@ fn view_of(row: &AnyRow) -> Result<AlertView, sqlx::Error> {
         resolved_at: read_time(row.try_get("resolved_at")?),
         message: row.try_get("message")?,
         resolution: row.try_get("resolution")?,
+        held: row.try_get("held")?,
+        announced_at: read_time(row.try_get("announced_at")?),
+        quiet: row.try_get::<i64, _>("quiet")? != 0,
+        recovered_at: read_time(row.try_get("recovered_at")?),
+        acknowledged_at: read_time(row.try_get("acknowledged_at")?),
+        acknowledged_by: row.try_get("acknowledged_by")?,
+        ack_note: row.try_get("ack_note")?,
+        reminders: row.try_get("reminders")?,
+        escalated_at: read_time(row.try_get("escalated_at")?),
     })
+}
+
+const COLUMNS: &str = "alert_id, client, slug, cause, state, opened_at, resolved_at, message, resolution, held, \
+     announced_at, quiet, recovered_at, acknowledged_at, acknowledged_by, ack_note, reminders, escalated_at";
+
+/// One alert by id.
+pub async fn find(pool: &AnyPool, alert_id: Uuid) -> Result<Option<AlertView>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM rm_alerts WHERE alert_id = $1")))
+        .bind(alert_id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(view_of).transpose()
 }
 
 /// Alerts of one client (or all, for `None`), newest first. `state` is `open`, `resolved`, or
@@ -99,11 +183,11 @@ pub async fn list(
     slug: Option<&str>,
     limit: i64,
 ) -> Result<Vec<AlertView>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT alert_id, client, slug, cause, state, opened_at, resolved_at, message, resolution FROM rm_alerts
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM rm_alerts
          WHERE ($1 = '' OR client = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR slug = $3)
-         ORDER BY position DESC LIMIT $4",
-    )
+         ORDER BY position DESC LIMIT $4"
+    )))
     .bind(client.unwrap_or(""))
     .bind(state.unwrap_or(""))
     .bind(slug.unwrap_or(""))
