@@ -448,6 +448,7 @@ fn policy_events() -> Vec<MonitorEvent> {
         MonitorEvent::AlertAcknowledged(AlertAcknowledged {
             alert_id: id,
             cause,
+            opened_at: t(1.0),
             at: t(2.0),
             by: Some("ana".into()),
             note: Some("on it".into()),
