@@ -39,8 +39,15 @@ struct StallingStore {
 
 #[async_trait]
 impl EventStore for StallingStore {
-    async fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
-        self.entered.notify_one();
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            self.entered.notify_one();
+        }
         while self.closed.load(Ordering::SeqCst) {
             let opened = self.opened.notified();
             if !self.closed.load(Ordering::SeqCst) {
@@ -98,8 +105,12 @@ async fn a_heartbeat_received_before_its_deadline_never_becomes_a_miss_however_s
     let stream = "monitor:acme:job";
     // Every 60s, grace 10s; beat at 12:00:00, so the deadline is 12:01:10.
     let config = MonitorConfig::new("job", Schedule::every(Span::from_secs(60)).unwrap(), Span::from_secs(10));
-    let create =
-        MonitorCommand::Create { client: "acme".into(), slug: "job".into(), config, defaults: ClientDefaults::default() };
+    let create = MonitorCommand::Create {
+        client: "acme".into(),
+        slug: "job".into(),
+        config,
+        defaults: ClientDefaults::default(),
+    };
     handler.execute(stream, create, None).await.unwrap();
     handler.execute(stream, beat(), None).await.unwrap();
 
@@ -130,9 +141,10 @@ async fn a_heartbeat_received_before_its_deadline_never_becomes_a_miss_however_s
     // The disk recovers.
     store.closed.store(false, Ordering::SeqCst);
     store.opened.notify_waiters();
-    first.await.unwrap().unwrap();
-    let second = second.await.unwrap();
-    tick.await.unwrap();
+    let (first, second, tick) = tokio::join!(first, second, tick);
+    first.unwrap().unwrap();
+    let second = second.unwrap();
+    tick.unwrap();
 
     let log = store.read_all(0, 1000).await.unwrap();
     let events: Vec<MonitorEvent> = log.iter().map(|e| MonitorEvent::decode_recorded(e).unwrap()).collect();

@@ -172,7 +172,10 @@ fn the_alert_policy_s_transitions_have_their_own_payloads_and_keys() {
     };
     let (_, _, first) = notifications::payload("acme", "sync", &reminded(1), channel).unwrap();
     let (_, _, second) = notifications::payload("acme", "sync", &reminded(2), channel).unwrap();
-    assert_eq!((first["transition"].as_str(), first["reminder"].as_u64(), first["state"].as_str()), (Some("reminder"), Some(1), Some("open")));
+    assert_eq!(
+        (first["transition"].as_str(), first["reminder"].as_u64(), first["state"].as_str()),
+        (Some("reminder"), Some(1), Some("open"))
+    );
     assert_ne!(first["notification_id"], second["notification_id"]);
     let escalated = MonitorEvent::AlertEscalated(AlertEscalated {
         alert_id,
@@ -231,8 +234,12 @@ fn a_notification_quotes_the_monitors_last_event_and_how_long_it_lasted() {
         quiet: false,
     });
     let (_, _, mut body) = notifications::payload("acme", "sync", &resolved, Uuid::from_u128(7)).unwrap();
-    let facts =
-        notifications::MonitorFacts { name: Some("Sync".into()), tags: vec!["nightly".into()], last_event: Some(last), escalation_only: vec![] };
+    let facts = notifications::MonitorFacts {
+        name: Some("Sync".into()),
+        tags: vec!["nightly".into()],
+        last_event: Some(last),
+        escalation_only: vec![],
+    };
     notifications::enrich(&mut body, &facts);
     assert_eq!(body["monitor_name"], "Sync");
     assert_eq!(body["tags"], serde_json::json!(["nightly"]));

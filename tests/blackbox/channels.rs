@@ -818,10 +818,10 @@ async fn no_secret_reaches_the_log_or_a_channel_error() {
             "/v1/monitors".into(),
             json!({"slug": "job", "schedule": {"every": "1h"}, "grace": "1h", "alert_policy": {"retry_window": "0s"}})
         )
-            .await
-            .unwrap()
-            .status()
-            .is_success()
+        .await
+        .unwrap()
+        .status()
+        .is_success()
     );
     assert!(
         post("/v1/monitors/job/events".into(), json!({"type": "failed", "exit_code": 1}))
