@@ -233,7 +233,7 @@ async fn a_receiver_failing_for_five_minutes_then_healthy_gets_every_notificatio
     app.add_webhook("ops", &receiver.url).await;
     for slug in ["flappy-1", "flappy-2", "silent-1", "silent-2"] {
         // Every change is notified: flapping is not collapsed here (this is about delivery).
-        app.create_monitor_with_policy(slug, "30s", "0s", json!({"flapping_threshold": 0})).await;
+        app.create_monitor_with_policy(slug, "30s", "0s", serde_json::json!({"flapping_threshold": 0})).await;
         app.beat(slug).await;
     }
     // Six minutes in 10 s steps: the flappy monitors beat every minute (each silence opens an
