@@ -24,7 +24,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Another policy to replay with; each field given replaces that part of the recorded
 /// configuration, absent fields keep it.
-/// (Unknown fields are refused by the flattened alert policy, which receives what is left.)
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct PolicyInput {
     pub schedule: Option<ScheduleInput>,
@@ -43,6 +42,11 @@ pub struct PolicyInput {
     /// its client's.
     #[serde(flatten)]
     pub alert_policy: AlertPolicyInput,
+    /// Whatever else was sent: refused (serde cannot refuse unknown fields beside a flattened
+    /// struct by itself).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<DurationInput>>, D::Error> {
@@ -51,6 +55,9 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
 
 impl PolicyInput {
     pub fn to_override(&self) -> Result<PolicyOverride, ApiError> {
+        if let Some(field) = self.unknown.keys().next() {
+            return Err(ApiError::bad_request("invalid_request", format!("policy: unknown field `{field}`")));
+        }
         let optional = |v: &Option<Option<DurationInput>>, field: &str| {
             v.as_ref().map(|inner| inner.as_ref().map(|d| d.to_span(field)).transpose()).transpose()
         };

@@ -12,6 +12,7 @@ mod detection;
 mod ingest;
 mod notifications;
 mod openapi;
+mod policy;
 mod process;
 mod rebuild;
 mod schedules;
