@@ -448,10 +448,10 @@ pub fn react(before: &Monitor, after: &Monitor, fact: &MonitorEvent, at: DateTim
                 out.push(resolved(&alert, cause, at, format!("{slug} was {done}"), alert.held.is_some()));
             }
         }
-        MonitorEvent::SilenceLifted(_) | MonitorEvent::SilenceExpired(_) | MonitorEvent::MaintenanceEnded(_) => {
-            if before.hold().is_some() && after.hold().is_none() {
-                release(&mut out, at, false);
-            }
+        MonitorEvent::SilenceLifted(_) | MonitorEvent::SilenceExpired(_) | MonitorEvent::MaintenanceEnded(_)
+            if before.hold().is_some() && after.hold().is_none() =>
+        {
+            release(&mut out, at, false);
         }
         MonitorEvent::ClientDefaultsApplied(_) | MonitorEvent::MonitorReconfigured(_) => {
             // A window that was removed, or no longer covers this monitor, ends now.

@@ -621,6 +621,8 @@ pub struct Signal {
     pub details: SignalDetails,
 }
 
+// One command per request, moved once into `decide`: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MonitorCommand {
     Create {

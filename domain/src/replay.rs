@@ -53,6 +53,8 @@ impl PolicyOverride {
 }
 
 /// One recorded input, in log order.
+// Monitor events are the common case; boxing them would cost an allocation per input.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplayInput {
     /// An event of the monitor's stream. Derived events are skipped: replay recomputes them.
