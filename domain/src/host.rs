@@ -514,7 +514,7 @@ fn open_if_most_are_silent(state: &Host, ctx: &Context) -> Vec<HostEvent> {
         monitors: monitors.clone(),
         members: u32::try_from(members).unwrap_or(u32::MAX),
         message: format!(
-            "{}: {together} of its {members} monitors went silent together (last signal expected by {}): {}",
+            "{} has gone silent: {together} of its {members} monitors stopped signalling together (by {}): {}",
             state.host,
             rfc3339(latest),
             list(&monitors)

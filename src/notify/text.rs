@@ -201,8 +201,8 @@ mod tests {
         n.monitor_name = Some("Host web-1".into());
         n.monitors = vec!["sync".into(), "backup".into(), "rotate".into()];
         n.cause = "host_silent".into();
-        n.message = "web-1: 3 of its 3 monitors went silent together (last signal expected by 2026-03-01T12:00:10Z): \
-                     sync, backup, rotate"
+        n.message = "web-1 has gone silent: 3 of its 3 monitors stopped signalling together (by \
+                     2026-03-01T12:00:10Z): sync, backup, rotate"
             .into();
         n.last_event = None;
         n.link = "https://telltale.example.com/hosts/acme/web-1".into();
@@ -216,7 +216,7 @@ mod tests {
         assert_eq!(t.facts[0], ("Host", "web-1".to_string()));
         assert_eq!(t.facts[1], ("Monitors", "sync, backup, rotate".to_string()));
         assert_eq!(t.facts[2], ("Cause", "host silent".to_string()));
-        assert!(plain(&t).contains("3 of its 3 monitors went silent together"));
+        assert!(plain(&t).contains("3 of its 3 monitors stopped signalling together"));
         assert_eq!(render(&host_alert("resolved")).title, "Host web-1 recovered");
     }
 

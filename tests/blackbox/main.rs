@@ -9,6 +9,7 @@ mod channels;
 mod concurrency;
 mod dashboard;
 mod detection;
+mod hosts;
 mod ingest;
 mod notifications;
 mod openapi;

@@ -108,6 +108,7 @@ async fn apply_host(conn: &mut AnyConnection, envelope: &Envelope, event: &HostE
             let mut list: Vec<String> = monitors.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default();
             if !list.contains(&e.slug) {
                 list.push(e.slug.clone());
+                list.sort();
                 sqlx::query("UPDATE rm_alerts SET monitors = $1 WHERE alert_id = $2")
                     .bind(serde_json::to_string(&list).unwrap_or_default())
                     .bind(e.host_alert_id.to_string())

@@ -90,16 +90,14 @@ pub fn host_payload(
     Some((transition, alert_id, body))
 }
 
-/// When an opening becomes due: at once, or `host::HOLD` after the deadline for a `missed`
-/// alert of a member of a host that could correlate. Pure.
-pub fn due_at(event: &MonitorEvent, host_members: Option<i64>) -> Option<DateTime<Utc>> {
-    let MonitorEvent::AlertOpened(e) = event else { return None };
-    let could_correlate = host_members.is_some_and(|n| n >= host::MIN_SILENT as i64);
-    Some(if e.cause == AlertCause::Missed && could_correlate {
-        e.opened_at + host::HOLD.to_delta()
-    } else {
-        e.opened_at
-    })
+/// When a transition recorded at `recorded_at` becomes due: at once, or `host::HOLD` after it
+/// was recorded for the `missed` opening of a member of a host that could correlate. The hold
+/// runs from the recording, not from the deadline, so that a detector running late (or a clock
+/// that jumps) never leaves the host less time to decide. Pure.
+pub fn due_at(event: &MonitorEvent, host_members: Option<i64>, recorded_at: DateTime<Utc>) -> DateTime<Utc> {
+    let held = matches!(event, MonitorEvent::AlertOpened(e) if e.cause == AlertCause::Missed)
+        && host_members.is_some_and(|n| n >= host::MIN_SILENT as i64);
+    if held { recorded_at.max(event.at()) + host::HOLD.to_delta() } else { event.at() }
 }
 
 /// What the outbox remembers of a monitor, to route its alerts and word their messages.
@@ -380,11 +378,35 @@ async fn apply_host(conn: &mut AnyConnection, envelope: &Envelope, event: &HostE
                 let mut list: Vec<String> = serde_json::from_str(&monitors).unwrap_or_default();
                 if !list.contains(&e.slug) {
                     list.push(e.slug.clone());
+                    list.sort();
                     sqlx::query("UPDATE rm_notify_host_alerts SET monitors = $1 WHERE alert_id = $2")
                         .bind(json!(list).to_string())
                         .bind(e.host_alert_id.to_string())
                         .execute(&mut *conn)
                         .await?;
+                    // A host alert's opening not sent yet names every monitor attached so far
+                    // (those that fell silent in the same instant are attached one by one).
+                    let waiting = sqlx::query(
+                        "SELECT notification_id, payload FROM rm_outbox
+                         WHERE alert_id = $1 AND transition = 'opened' AND state = 'pending' AND attempts = 0
+                           AND claimed_attempt = 0",
+                    )
+                    .bind(e.host_alert_id.to_string())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for row in waiting {
+                        let id: String = row.try_get("notification_id")?;
+                        let mut body: Value =
+                            serde_json::from_str(&row.try_get::<String, _>("payload")?).unwrap_or(Value::Null);
+                        if let Some(obj) = body.as_object_mut() {
+                            obj.insert("monitors".into(), json!(list));
+                        }
+                        sqlx::query("UPDATE rm_outbox SET payload = $1 WHERE notification_id = $2")
+                            .bind(body.to_string())
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                 }
             }
         }
@@ -562,7 +584,7 @@ impl Projection for NotificationsProjection {
                     let resolution = matches!(event, MonitorEvent::AlertResolved(_));
                     let members = host_members(conn, client, slug).await?;
                     let at = event.at();
-                    let next_at = due_at(event, members).unwrap_or(at);
+                    let next_at = due_at(event, members, envelope.recorded_at);
                     // Inhibited already (its host alert was decided first): recorded, not sent.
                     let held_back = !resolution && inhibited(conn, alert_id).await? == Some(false);
                     let state = if held_back { "inhibited" } else { "pending" };
