@@ -306,8 +306,9 @@ async fn a_receiver_failing_for_five_minutes_gets_a_host_alert_and_the_rest_exac
     let beat = |slug: String| {
         let app = &app;
         async move {
-            let response =
-                app.post(&format!("/v1/monitors/{slug}/events"), serde_json::json!({"type": "heartbeat", "host": "web-1"})).await;
+            let response = app
+                .post(&format!("/v1/monitors/{slug}/events"), serde_json::json!({"type": "heartbeat", "host": "web-1"}))
+                .await;
             assert!(response.status().is_success());
         }
     };
