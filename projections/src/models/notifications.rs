@@ -570,7 +570,9 @@ impl Projection for NotificationsProjection {
                         .bind(e.channel_id.to_string())
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query("UPDATE rm_outbox SET state = 'cancelled' WHERE channel_id = $1 AND state = 'pending'")
+                    sqlx::query(
+                        "UPDATE rm_outbox SET state = 'cancelled' WHERE channel_id = $1 AND state IN ('pending', 'inhibited')",
+                    )
                         .bind(e.channel_id.to_string())
                         .execute(&mut *conn)
                         .await?;
@@ -841,7 +843,8 @@ pub struct OutboxView {
     pub alert_id: Uuid,
     pub monitor: String,
     pub transition: String,
-    /// `pending`, `delivered`, `failed` (given up) or `cancelled` (the channel was removed).
+    /// `pending`, `delivered`, `failed` (given up), `cancelled` (the channel was removed) or
+    /// `inhibited` (a host alert covered it before it was sent: never sent).
     pub state: String,
     pub attempts: i64,
     pub created_at: Option<DateTime<Utc>>,
