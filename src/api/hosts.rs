@@ -2,9 +2,10 @@
 //! of their monitors are silent, and their host alerts (when most monitors of one host fall
 //! silent together, one host alert opens instead of one alert per monitor).
 
+use actix_web::HttpRequest;
 use actix_web::web::{self, Data, Json, Path};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use telltale_domain::client::Scope;
 use telltale_domain::host::{CORRELATION_WINDOW, HOLD, Host, MIN_SILENT, RETURN_WINDOW, host_name};
 use telltale_domain::monitor::MAX_HOST_LEN;
@@ -13,16 +14,18 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::alerts::AlertOut;
-use super::{ApiError, Caller, ErrorBody};
+use super::{ApiError, Caller, ErrorBody, body};
 use crate::app::App;
+use crate::replay::{HostReplayReport, ReplayError};
 
 #[derive(OpenApi)]
-#[openapi(paths(list, get))]
+#[openapi(paths(list, get, replay))]
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/v1/hosts", "GET").route(web::get().to(list)));
     cfg.service(super::resource("/v1/hosts/{host}", "GET").route(web::get().to(get)));
+    cfg.service(super::resource("/v1/hosts/{host}/replay", "POST").route(web::post().to(replay)));
 }
 
 /// A host name as a path or query takes it: trimmed, 1 to 255 bytes.
@@ -171,4 +174,43 @@ pub async fn get(app: Data<App>, caller: Caller, path: Path<String>) -> Result<J
         host: HostOut::of(&view.host, &view.state),
         alerts: rows.into_iter().map(AlertOut::of).collect(),
     }))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostReplayRequest {
+    /// Replay up to this instant; default: now.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Runs host correlation again over the host's recorded inputs (its monitors joining, leaving,
+/// falling silent and coming back, and telltale's own starts and stops) with a virtual clock:
+/// the result is identical to what was recorded.
+#[utoipa::path(post, path = "/v1/hosts/{host}/replay", tag = "hosts", security(("bearer" = [])),
+    params(("host" = String, Path, description = "The host (percent-encoded)")),
+    request_body(content = Option<HostReplayRequest>, description = "Optional"),
+    responses((status = 200, body = HostReplayReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn replay(
+    app: Data<App>,
+    caller: Caller,
+    path: Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<Json<HostReplayReport>, ApiError> {
+    caller.require(Scope::Read)?;
+    let host = check_host(&path)?;
+    let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
+    let input: HostReplayRequest =
+        if bytes.iter().all(u8::is_ascii_whitespace) { HostReplayRequest::default() } else { body::json(&bytes)? };
+    let report = crate::replay::replay_host(app.store.as_ref(), &caller.client, host, input.to, app.clock.now())
+        .await
+        .map_err(|e| match e {
+            ReplayError::HostNotFound(host) => {
+                ApiError::not_found("host_not_found", format!("no monitor of this client names host `{host}`"))
+            }
+            ReplayError::NotFound(slug) => telltale_domain::monitor::MonitorError::NotFound(slug).into(),
+            ReplayError::Store(e) => ApiError::from(e),
+        })?;
+    Ok(Json(report))
 }

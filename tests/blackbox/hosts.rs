@@ -237,3 +237,60 @@ async fn hosts_and_their_alerts_are_listed_and_validated() {
     assert_eq!(host_page.status().as_u16(), 200);
     assert!(host_page.text().await.unwrap().contains("inhibited by the host alert"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_outage_across_a_restart_releases_the_laggards_and_replays_identically() {
+    let (app, mut receiver) = five_on_one_host().await;
+    app.advance(secs(90)).await;
+    let host_alert = receiver.next(WAIT).await.expect("the host alert");
+    assert_eq!(host_alert.body["kind"], "host");
+
+    // telltale restarts while the host is down; nothing is announced again.
+    let (dir, clock, _) = app.stop().await;
+    clock.advance(secs(30));
+    let app = TestApp::spawn_with(Options { dir: Some(dir), clock: Some(clock), port: 0 }).await;
+    app.settle().await;
+    assert_eq!(app.alerts("open").await.len(), 6);
+
+    // The host comes back, but job-4 and job-5 do not.
+    for i in 1..=3 {
+        beat_from(&app, &format!("job-{i}"), "web-1").await;
+    }
+    app.settle().await;
+    let resolved = receiver.next(WAIT).await.expect("the host's recovery");
+    assert_eq!(
+        (resolved.body["kind"].as_str(), resolved.body["transition"].as_str()),
+        (Some("host"), Some("resolved"))
+    );
+    // Five minutes later (the others beating on), the two laggards are alerted on their own.
+    for _ in 0..5 {
+        app.advance(secs(60)).await;
+        for i in 1..=3 {
+            beat_from(&app, &format!("job-{i}"), "web-1").await;
+        }
+    }
+    app.advance(secs(2)).await;
+    outbox_settled(&app).await;
+    let mut released: Vec<String> = receiver
+        .drain()
+        .into_iter()
+        .map(|r| {
+            assert_eq!((r.body["kind"].as_str(), r.body["transition"].as_str()), (Some("monitor"), Some("opened")));
+            r.body["monitor"].as_str().unwrap().to_string()
+        })
+        .collect();
+    released.sort();
+    assert_eq!(released, ["job-4", "job-5"]);
+    let alerts = app.alerts("open").await;
+    assert_eq!(alerts.len(), 2);
+    assert!(alerts.iter().all(|a| a["released_at"].is_string() && a["inhibited_by"].is_string()), "{alerts:?}");
+
+    // Replaying the host's recorded inputs derives exactly what was recorded.
+    let report: Value = app.post("/v1/hosts/web-1/replay", json!({})).await.json().await.unwrap();
+    assert_eq!(report["identical"], true, "{report:#}");
+    assert_eq!(report["recorded_alerts"], 1);
+    let kinds: Vec<&str> =
+        report["rows"].as_array().unwrap().iter().map(|r| r["recorded"]["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "MonitorAlertReleased").count(), 2, "{kinds:?}");
+    assert_eq!(app.post("/v1/hosts/nowhere/replay", json!({})).await.status().as_u16(), 404);
+}
