@@ -147,6 +147,9 @@ impl App {
         if role == Role::Server {
             let warmed_hosts = host_handler.warm("host:").await?;
             let warmed = monitors.warm("monitor:").await?;
+            // Hosts learn what they missed while telltale was stopped (or crashed between a miss
+            // and its host's decision) before anything is sent.
+            hosts.process().await;
             tracing::info!(
                 monitors = warmed,
                 hosts = warmed_hosts,

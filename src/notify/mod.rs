@@ -136,6 +136,11 @@ impl Dispatcher {
 
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut progress = self.app.projector.progress();
+        // Nothing goes out before the outbox reflects the log as it stood at start-up: a host
+        // alert decided at start-up may still inhibit notifications held for it.
+        if let Ok(head) = self.app.store.head().await {
+            self.app.projector.wait_for(head, Duration::from_secs(30)).await;
+        }
         loop {
             if *shutdown.borrow() {
                 return;
