@@ -61,13 +61,13 @@ impl Hosts {
     }
 
     fn observe(&self, stream: &str, monitor: &Monitor) {
-        let view = MemberView::of(monitor);
         let made = {
             let mut views = self.views.lock().expect("views lock");
             let before = views.get(stream);
-            if before.unwrap_or(&MemberView::default()) == &view {
+            if before.unwrap_or(&MemberView::default()).shown_by(monitor) {
                 return;
             }
+            let view = MemberView::of(monitor);
             let before = before.cloned().unwrap_or_default();
             let made = observations(&monitor.client, &monitor.slug, &before, &view, monitor.last_signal_at);
             if view == MemberView::default() {

@@ -167,31 +167,32 @@ pub async fn replay(
         replayed: replayed.len(),
         recorded_alerts: alerts(&recorded),
         replayed_alerts: alerts(&replayed),
-        rows: side_by_side(&recorded, &replayed),
+        rows: side_by_side(&recorded, &replayed, out),
     })
 }
 
-/// Pairs equal events; otherwise the earlier one goes alone on its side.
-fn side_by_side(recorded: &[&MonitorEvent], replayed: &[&MonitorEvent]) -> Vec<ReplayRow> {
+/// Pairs equal events; otherwise the earlier one goes alone on its side. `out` shows one.
+fn side_by_side<E: PartialEq>(recorded: &[&E], replayed: &[&E], out: impl Fn(&E) -> DerivedOut) -> Vec<ReplayRow> {
     let (mut i, mut j) = (0, 0);
     let mut rows = Vec::with_capacity(recorded.len().max(replayed.len()));
     while i < recorded.len() || j < replayed.len() {
-        match (recorded.get(i), replayed.get(j)) {
-            (Some(a), Some(b)) if a == b => {
-                rows.push(ReplayRow { at: a.at(), recorded: Some(out(a)), replayed: Some(out(b)) });
+        let (a, b) = (recorded.get(i).map(|e| out(e)), replayed.get(j).map(|e| out(e)));
+        match (a, b) {
+            (Some(a), Some(b)) if recorded[i] == replayed[j] => {
+                rows.push(ReplayRow { at: a.at, recorded: Some(a), replayed: Some(b) });
                 i += 1;
                 j += 1;
             }
-            (Some(a), Some(b)) if a.at() <= b.at() => {
-                rows.push(ReplayRow { at: a.at(), recorded: Some(out(a)), replayed: None });
+            (Some(a), Some(b)) if a.at <= b.at => {
+                rows.push(ReplayRow { at: a.at, recorded: Some(a), replayed: None });
                 i += 1;
             }
-            (Some(_), Some(b)) | (None, Some(b)) => {
-                rows.push(ReplayRow { at: b.at(), recorded: None, replayed: Some(out(b)) });
+            (_, Some(b)) => {
+                rows.push(ReplayRow { at: b.at, recorded: None, replayed: Some(b) });
                 j += 1;
             }
             (Some(a), None) => {
-                rows.push(ReplayRow { at: a.at(), recorded: Some(out(a)), replayed: None });
+                rows.push(ReplayRow { at: a.at, recorded: Some(a), replayed: None });
                 i += 1;
             }
             (None, None) => break,
@@ -274,30 +275,6 @@ pub async fn replay_host(
     let recorded: Vec<&HostEvent> = recorded.iter().filter(|e| e.at() <= to).collect();
     let replayed: Vec<&HostEvent> = run.derived().iter().filter(|e| e.at() <= to).collect();
     let alerts = |events: &[&HostEvent]| events.iter().filter(|e| matches!(e, HostEvent::HostAlertOpened(_))).count();
-    let mut rows = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < recorded.len() || j < replayed.len() {
-        match (recorded.get(i), replayed.get(j)) {
-            (Some(a), Some(b)) if a == b => {
-                rows.push(ReplayRow { at: a.at(), recorded: Some(host_out(a)), replayed: Some(host_out(b)) });
-                i += 1;
-                j += 1;
-            }
-            (Some(a), Some(b)) if a.at() <= b.at() => {
-                rows.push(ReplayRow { at: a.at(), recorded: Some(host_out(a)), replayed: None });
-                i += 1;
-            }
-            (Some(_), Some(b)) | (None, Some(b)) => {
-                rows.push(ReplayRow { at: b.at(), recorded: None, replayed: Some(host_out(b)) });
-                j += 1;
-            }
-            (Some(a), None) => {
-                rows.push(ReplayRow { at: a.at(), recorded: Some(host_out(a)), replayed: None });
-                i += 1;
-            }
-            (None, None) => break,
-        }
-    }
     Ok(HostReplayReport {
         host: host.to_string(),
         to,
@@ -307,6 +284,6 @@ pub async fn replay_host(
         replayed: replayed.len(),
         recorded_alerts: alerts(&recorded),
         replayed_alerts: alerts(&replayed),
-        rows,
+        rows: side_by_side(&recorded, &replayed, host_out),
     })
 }

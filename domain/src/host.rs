@@ -79,16 +79,24 @@ pub struct MemberView {
 
 impl MemberView {
     pub fn of(monitor: &Monitor) -> MemberView {
-        let host = (monitor.exists() && !monitor.paused)
-            .then(|| monitor.host.as_deref().and_then(host_name))
-            .flatten()
-            .map(str::to_string);
-        let silence = host
-            .as_ref()
-            .and(monitor.alerts.get(&AlertCause::Missed))
-            .map(|a| Silence { alert_id: a.alert_id, since: a.opened_at });
-        MemberView { host, silence }
+        MemberView { host: member_of(monitor).map(str::to_string), silence: silence_of(monitor) }
     }
+
+    /// Whether `monitor` still shows this view (without allocating: it runs on every beat).
+    pub fn shown_by(&self, monitor: &Monitor) -> bool {
+        self.host.as_deref() == member_of(monitor) && self.silence == silence_of(monitor)
+    }
+}
+
+/// The host `monitor` is an active member of, if any.
+fn member_of(monitor: &Monitor) -> Option<&str> {
+    (monitor.exists() && !monitor.paused).then(|| monitor.host.as_deref().and_then(host_name)).flatten()
+}
+
+/// A member's open silence.
+fn silence_of(monitor: &Monitor) -> Option<Silence> {
+    member_of(monitor)?;
+    monitor.alerts.get(&AlertCause::Missed).map(|a| Silence { alert_id: a.alert_id, since: a.opened_at })
 }
 
 /// What one monitor's state says now, told to one host: the command's input.

@@ -255,14 +255,8 @@ async fn member_host(conn: &mut AnyConnection, client: &str, slug: &str) -> Resu
         .await
 }
 
-/// How many monitors the host of this monitor has, if it is a member of one.
-async fn host_members(conn: &mut AnyConnection, client: &str, slug: &str) -> Result<Option<i64>, sqlx::Error> {
-    let host: Option<String> =
-        sqlx::query_scalar("SELECT host FROM rm_notify_host_members WHERE client = $1 AND slug = $2")
-            .bind(client)
-            .bind(slug)
-            .fetch_optional(&mut *conn)
-            .await?;
+/// How many monitors `host` has (`None` for no host).
+async fn host_members(conn: &mut AnyConnection, client: &str, host: Option<&str>) -> Result<Option<i64>, sqlx::Error> {
     let Some(host) = host else { return Ok(None) };
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_notify_host_members WHERE client = $1 AND host = $2")
         .bind(client)
@@ -584,13 +578,13 @@ impl Projection for NotificationsProjection {
                     // The alert id and transition do not depend on the channel.
                     let Some((transition, alert_id, _)) = payload(client, slug, event, Uuid::nil()) else { continue };
                     let resolution = matches!(event, MonitorEvent::AlertResolved(_));
-                    let members = host_members(conn, client, slug).await?;
+                    let host = member_host(conn, client, slug).await?;
+                    let members = host_members(conn, client, host.as_deref()).await?;
                     let at = event.at();
                     let next_at = due_at(event, members, envelope.recorded_at);
                     // Inhibited already (its host alert was decided first): recorded, not sent.
                     let held_back = !resolution && inhibited(conn, alert_id).await? == Some(false);
                     let state = if held_back { "inhibited" } else { "pending" };
-                    let host = member_host(conn, client, slug).await?;
                     for channel_id in route(conn, client, alert_id, &facts.tags, resolution).await? {
                         let Some((_, _, mut body)) = payload(client, slug, event, channel_id) else { continue };
                         enrich(&mut body, &facts);
