@@ -139,7 +139,10 @@ impl Dispatcher {
         // Nothing goes out before the outbox reflects the log as it stood at start-up: a host
         // alert decided at start-up may still inhibit notifications held for it.
         if let Ok(head) = self.app.store.head().await {
-            self.app.projector.wait_for(head, Duration::from_secs(30)).await;
+            tokio::select! {
+                _ = self.app.projector.wait_for(head, Duration::from_secs(30)) => {}
+                _ = shutdown.changed() => {}
+            }
         }
         loop {
             if *shutdown.borrow() {
