@@ -6,6 +6,7 @@ pub mod channel;
 pub mod client;
 pub mod cron;
 pub mod event;
+pub mod host;
 pub mod ids;
 pub mod monitor;
 pub mod notification;
@@ -21,6 +22,7 @@ pub use event::{DecodeError, EncodedEvent, EventPayload, RecordedEvent};
 pub const MAX_NAME_LEN: usize = 64;
 
 use client::ClientEvent;
+use host::HostEvent;
 use monitor::MonitorEvent;
 use notification::NotificationEvent;
 use system::SystemEvent;
@@ -32,6 +34,7 @@ pub enum DomainEvent {
     Client(ClientEvent),
     System(SystemEvent),
     Notification(NotificationEvent),
+    Host(HostEvent),
 }
 
 impl DomainEvent {
@@ -44,6 +47,8 @@ impl DomainEvent {
             SystemEvent::decode(event_type, schema_version, data).map(DomainEvent::System)
         } else if NotificationEvent::TYPES.contains(&event_type) {
             NotificationEvent::decode(event_type, schema_version, data).map(DomainEvent::Notification)
+        } else if HostEvent::TYPES.contains(&event_type) {
+            HostEvent::decode(event_type, schema_version, data).map(DomainEvent::Host)
         } else {
             Err(DecodeError::UnknownType(event_type.to_string()))
         }
