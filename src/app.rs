@@ -11,6 +11,7 @@ use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
 use telltale_domain::EventPayload;
 use telltale_domain::client::{ClientAggregate, ClientCommand, Scope};
+use telltale_domain::host::HostAggregate;
 use telltale_domain::ids::{self, streams};
 use telltale_domain::monitor::{ClientDefaults, MonitorAggregate, MonitorCommand};
 use telltale_domain::system::{ServiceStarted, ServiceStopped, SystemEvent};
@@ -22,6 +23,7 @@ use crate::clock::SharedClock;
 use crate::commands::{CommandError, Handler};
 use crate::config::Config;
 use crate::detector::Detector;
+use crate::hosts::Hosts;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError};
 
@@ -38,6 +40,8 @@ pub struct App {
     pub monitors: Arc<Handler<MonitorAggregate>>,
     pub clients: Arc<Handler<ClientAggregate>>,
     pub detector: Arc<Detector>,
+    /// Host correlation: observes every monitor and decides host alerts.
+    pub hosts: Arc<Hosts>,
     pub node_id: Uuid,
     /// When this process started to receive (recorded as `ServiceStarted` for a server).
     pub started_at: DateTime<Utc>,
@@ -131,10 +135,27 @@ impl App {
             }
         }));
         let detector = Detector::new(clock.clone());
-        monitors.set_hook(detector.hook(started_at));
+        let host_handler: Arc<Handler<HostAggregate>> =
+            Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        host_handler.set_hook(detector.watch_hosts(host_handler.clone(), started_at));
+        let hosts = Hosts::new(host_handler.clone());
+        let (deadlines, observer) = (detector.hook(started_at), hosts.hook());
+        monitors.set_hook(Arc::new(move |stream, state| {
+            deadlines(stream, state);
+            observer(stream, state);
+        }));
         if role == Role::Server {
+            let warmed_hosts = host_handler.warm("host:").await?;
             let warmed = monitors.warm("monitor:").await?;
-            tracing::info!(monitors = warmed, deadlines = detector.len(), "loaded monitor states");
+            // Hosts learn what they missed while telltale was stopped (or crashed between a miss
+            // and its host's decision) before anything is sent.
+            hosts.process().await;
+            tracing::info!(
+                monitors = warmed,
+                hosts = warmed_hosts,
+                deadlines = detector.len(),
+                "loaded monitor and host states"
+            );
         }
         let app = Arc::new(App {
             config,
@@ -145,6 +166,7 @@ impl App {
             monitors,
             clients,
             detector,
+            hosts,
             node_id,
             started_at,
             keys,

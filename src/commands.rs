@@ -380,3 +380,4 @@ impl IdempotencyAnchor for telltale_domain::monitor::MonitorAggregate {
 }
 
 impl IdempotencyAnchor for telltale_domain::client::ClientAggregate {}
+impl IdempotencyAnchor for telltale_domain::host::HostAggregate {}

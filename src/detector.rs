@@ -5,14 +5,16 @@
 //! one, and then sends that monitor a `Tick`. The aggregate decides what is due, so the detector
 //! cannot alert twice for one miss: once the miss is recorded its wake is gone. The wakes come
 //! from the command handler's hook, which runs after every change and for every monitor at
-//! start-up.
+//! start-up. Host streams (`host:…`) wake the same way, when a member still silent after its
+//! host came back is due to be alerted on its own (see `telltale_domain::host`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use telltale_domain::host::{Host, HostAggregate, HostCommand};
 use telltale_domain::monitor::{Monitor, MonitorAggregate, MonitorCommand, MonitorError};
 use tokio::sync::{Notify, watch};
 
@@ -34,11 +36,19 @@ pub struct Detector {
     in_flight: AtomicUsize,
     wake: Notify,
     clock: SharedClock,
+    /// The host handler, for the wakes of host streams.
+    hosts: OnceLock<Arc<Handler<HostAggregate>>>,
 }
 
 impl Detector {
     pub fn new(clock: SharedClock) -> Arc<Detector> {
-        Arc::new(Detector { deadlines: Mutex::default(), in_flight: AtomicUsize::new(0), wake: Notify::new(), clock })
+        Arc::new(Detector {
+            deadlines: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            wake: Notify::new(),
+            clock,
+            hosts: OnceLock::new(),
+        })
     }
 
     /// Sets (or clears) the deadline of one monitor stream.
@@ -67,6 +77,21 @@ impl Detector {
     pub fn hook(self: &Arc<Self>, service_started_at: DateTime<Utc>) -> crate::commands::StateHook<Monitor> {
         let detector = Arc::downgrade(self);
         Arc::new(move |stream: &str, state: &Monitor| {
+            if let Some(detector) = detector.upgrade() {
+                detector.schedule(stream, state.next_wake(service_started_at));
+            }
+        })
+    }
+
+    /// The hook for the host handler, and the handler its wakes tick.
+    pub fn watch_hosts(
+        self: &Arc<Self>,
+        hosts: Arc<Handler<HostAggregate>>,
+        service_started_at: DateTime<Utc>,
+    ) -> crate::commands::StateHook<Host> {
+        let _ = self.hosts.set(hosts);
+        let detector = Arc::downgrade(self);
+        Arc::new(move |stream: &str, state: &Host| {
             if let Some(detector) = detector.upgrade() {
                 detector.schedule(stream, state.next_wake(service_started_at));
             }
@@ -141,8 +166,17 @@ impl Detector {
                 let monitors = monitors.clone();
                 let detector = self.clone();
                 async move {
-                    match monitors.execute(&stream, MonitorCommand::Tick, None).await {
-                        Ok(_) | Err(CommandError::Domain(MonitorError::NotFound(_))) => {}
+                    let ticked = match detector.hosts.get().filter(|_| stream.starts_with("host:")) {
+                        Some(hosts) => {
+                            hosts.execute(&stream, HostCommand::Tick, None).await.map(|_| ()).map_err(|e| e.to_string())
+                        }
+                        None => match monitors.execute(&stream, MonitorCommand::Tick, None).await {
+                            Ok(_) | Err(CommandError::Domain(MonitorError::NotFound(_))) => Ok(()),
+                            Err(e) => Err(e.to_string()),
+                        },
+                    };
+                    match ticked {
+                        Ok(()) => {}
                         Err(e) => {
                             tracing::error!(stream, error = %e, "detector: a tick failed; retrying in 1s");
                             let retry = detector.clock.now() + chrono::TimeDelta::seconds(1);

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod detector;
+pub mod hosts;
 pub mod notify;
 pub mod replay;
 pub mod startup;

@@ -58,6 +58,7 @@ impl Application {
         let tasks = vec![
             tokio::spawn(app.projector.clone().run(rx.clone())),
             tokio::spawn(app.detector.clone().run(app.monitors.clone(), rx.clone())),
+            tokio::spawn(app.hosts.clone().run(rx.clone())),
             tokio::spawn(Dispatcher::new(app.clone(), public_url).run(rx)),
         ];
 
@@ -108,6 +109,7 @@ impl Application {
         // Act on whatever fell due up to this instant, then say so (see `Detector::act_on_due`).
         let now = self.app.clock.now();
         self.app.detector.act_on_due(&self.app.monitors, now).await;
+        self.app.hosts.process().await;
         if let Err(e) = self.app.record_stop(now).await {
             tracing::warn!(error = %e, "could not record the stop");
         }

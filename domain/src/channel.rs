@@ -581,10 +581,19 @@ pub struct Notification {
     pub transition: String,
     pub alert_id: Uuid,
     pub client: String,
-    /// The monitor's slug.
+    /// The monitor's slug; for a host alert `host:<host>`.
     pub monitor: String,
     #[serde(default)]
     pub monitor_name: Option<String>,
+    /// `monitor`, or `host` for a host alert (most of a host's monitors fell silent together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The host: of a host alert, or the monitor's own when it is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// A host alert's silent monitors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitors: Vec<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     /// `missed`, `failed`, `timed_out`, …
@@ -628,6 +637,11 @@ pub struct Notification {
 impl Notification {
     pub fn is_resolution(&self) -> bool {
         self.state == "resolved"
+    }
+
+    /// Whether this is a host alert's notification.
+    pub fn is_host(&self) -> bool {
+        self.kind.as_deref() == Some("host")
     }
 
     /// The monitor as people call it: its name, else its slug.

@@ -53,6 +53,15 @@ pub mod streams {
     pub fn notifications(client: &str) -> String {
         format!("notify:{client}")
     }
+    /// A host of a client: `host:acme:web-1`. A host name may hold any character, `:` too;
+    /// the client name never does, so the first `:` after the prefix ends it.
+    pub fn host(client: &str, host: &str) -> String {
+        format!("host:{client}:{host}")
+    }
+    /// (client, host) of a host stream id.
+    pub fn parse_host(stream: &str) -> Option<(&str, &str)> {
+        stream.strip_prefix("host:")?.split_once(':')
+    }
     /// (client, slug) of a monitor stream id.
     pub fn parse_monitor(stream: &str) -> Option<(&str, &str)> {
         stream.strip_prefix("monitor:")?.split_once(':')
@@ -82,5 +91,8 @@ mod tests {
         let s = streams::monitor("acme", "log-rotate@web-3");
         assert_eq!(streams::parse_monitor(&s), Some(("acme", "log-rotate@web-3")));
         assert_eq!(streams::parse_monitor("client:acme"), None);
+        let h = streams::host("acme", "db:5432 (eu)");
+        assert_eq!(streams::parse_host(&h), Some(("acme", "db:5432 (eu)")));
+        assert_eq!(streams::parse_host(&s), None);
     }
 }

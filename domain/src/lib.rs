@@ -7,6 +7,7 @@ pub mod channel;
 pub mod client;
 pub mod cron;
 pub mod event;
+pub mod host;
 pub mod ids;
 pub mod maintenance;
 pub mod monitor;
@@ -24,6 +25,7 @@ pub use event::{DecodeError, EncodedEvent, EventPayload, RecordedEvent};
 pub const MAX_NAME_LEN: usize = 64;
 
 use client::ClientEvent;
+use host::HostEvent;
 use monitor::MonitorEvent;
 use notification::NotificationEvent;
 use system::SystemEvent;
@@ -35,6 +37,7 @@ pub enum DomainEvent {
     Client(ClientEvent),
     System(SystemEvent),
     Notification(NotificationEvent),
+    Host(HostEvent),
 }
 
 impl DomainEvent {
@@ -47,6 +50,8 @@ impl DomainEvent {
             SystemEvent::decode(event_type, schema_version, data).map(DomainEvent::System)
         } else if NotificationEvent::TYPES.contains(&event_type) {
             NotificationEvent::decode(event_type, schema_version, data).map(DomainEvent::Notification)
+        } else if HostEvent::TYPES.contains(&event_type) {
+            HostEvent::decode(event_type, schema_version, data).map(DomainEvent::Host)
         } else {
             Err(DecodeError::UnknownType(event_type.to_string()))
         }

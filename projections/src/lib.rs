@@ -46,6 +46,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(models::history::HistoryProjection),
         std::sync::Arc::new(models::runs::RunsProjection),
         std::sync::Arc::new(models::alerts::AlertsProjection),
+        std::sync::Arc::new(models::hosts::HostsProjection),
         std::sync::Arc::new(models::clients::ClientsProjection),
         std::sync::Arc::new(models::notifications::NotificationsProjection),
     ]

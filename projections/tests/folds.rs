@@ -249,3 +249,107 @@ fn a_notification_quotes_the_monitors_last_event_and_how_long_it_lasted() {
     let n: telltale_domain::channel::Notification = serde_json::from_value(body).unwrap();
     assert_eq!((n.transition.as_str(), n.state.as_str(), n.duration_ms), ("resolved", "resolved", Some(310_000)));
 }
+
+// ---- host correlation ---------------------------------------------------------------------
+
+use telltale_domain::host::{self, HostAggregate, HostEvent};
+use telltale_projections::models::hosts;
+
+fn host_events() -> Vec<HostEvent> {
+    let alert_id = Uuid::from_u128(99);
+    let mut events: Vec<HostEvent> = ["a", "b", "c"]
+        .iter()
+        .map(|slug| {
+            HostEvent::HostMonitorJoined(host::HostMonitorJoined {
+                client: "acme".into(),
+                host: "web-1".into(),
+                slug: (*slug).into(),
+                at: t(0),
+            })
+        })
+        .collect();
+    for slug in ["a", "b", "c"] {
+        events.push(HostEvent::HostMonitorSilent(host::HostMonitorSilent {
+            slug: slug.into(),
+            alert_id: Uuid::new_v5(&Uuid::nil(), slug.as_bytes()),
+            since: t(75),
+            at: t(75),
+        }));
+    }
+    events.push(HostEvent::HostAlertOpened(host::HostAlertOpened {
+        alert_id,
+        opened_at: t(75),
+        monitors: vec!["a".into(), "b".into(), "c".into()],
+        members: 3,
+        message: "web-1 has gone silent".into(),
+    }));
+    events
+}
+
+#[test]
+fn a_host_row_counts_its_members_silences_and_open_alert() {
+    let state = HostAggregate::fold(telltale_domain::host::Host::default(), &host_events());
+    let row = hosts::row_of("acme", "web-1", &state, t(75));
+    assert_eq!((row.members, row.silent), (3, 3));
+    assert_eq!(row.alert_id.as_deref(), Some(Uuid::from_u128(99).to_string().as_str()));
+    assert_eq!(row.updated_at, "2026-01-01T00:01:15.000000Z");
+}
+
+#[test]
+fn a_host_alert_notification_names_the_host_and_its_monitors() {
+    let channel = Uuid::from_u128(7);
+    let opened = host_events().pop().unwrap();
+    let monitors = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    let (transition, id, body) = notifications::host_payload("acme", "web-1", &opened, &monitors, channel).unwrap();
+    assert_eq!((transition, id), (Transition::Opened, Uuid::from_u128(99)));
+    assert_eq!(body["notification_id"], notification_id(id, Transition::Opened, channel).to_string());
+    assert_eq!(
+        (body["kind"].as_str(), body["host"].as_str(), body["monitor"].as_str(), body["cause"].as_str()),
+        (Some("host"), Some("web-1"), Some("host:web-1"), Some("host_silent"))
+    );
+    assert_eq!(body["monitors"], serde_json::json!(["a", "b", "c"]));
+    let n: telltale_domain::channel::Notification = serde_json::from_value(body).unwrap();
+    assert!(n.is_host());
+    assert_eq!(n.monitors, monitors);
+    assert!(notifications::host_payload("acme", "web-1", &host_events()[0], &monitors, channel).is_none());
+    // A monitor's payload says it is a monitor's.
+    let (_, _, body) = notifications::payload(
+        "acme",
+        "a",
+        &MonitorEvent::AlertOpened(AlertOpened {
+            alert_id: Uuid::from_u128(1),
+            cause: AlertCause::Missed,
+            opened_at: t(75),
+            message: "a has gone silent".into(),
+            held: None,
+        }),
+        channel,
+    )
+    .unwrap();
+    assert_eq!(body["kind"], "monitor");
+}
+
+#[test]
+fn a_missed_opening_of_a_member_of_a_host_that_could_correlate_waits_the_hold() {
+    let missed = MonitorEvent::AlertOpened(AlertOpened {
+        alert_id: Uuid::from_u128(1),
+        cause: AlertCause::Missed,
+        opened_at: t(75),
+        message: "gone".into(),
+        held: None,
+    });
+    let failed = MonitorEvent::AlertOpened(AlertOpened {
+        cause: AlertCause::Failed,
+        ..match &missed {
+            MonitorEvent::AlertOpened(o) => o.clone(),
+            _ => unreachable!(),
+        }
+    });
+    let hold = host::HOLD.to_delta();
+    // Recorded a little after its deadline: the hold runs from the recording.
+    let recorded = t(75) + TimeDelta::milliseconds(40);
+    assert_eq!(notifications::due_at(&missed, Some(3), recorded), recorded + hold);
+    assert_eq!(notifications::due_at(&missed, Some(2), recorded), t(75), "a host too small to correlate");
+    assert_eq!(notifications::due_at(&missed, None, recorded), t(75), "no host");
+    assert_eq!(notifications::due_at(&failed, Some(5), recorded), t(75), "a failure is never held");
+}

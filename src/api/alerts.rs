@@ -1,4 +1,4 @@
-//! Alerts: incidents, open until the monitor recovers.
+//! Alerts: incidents, open until the monitor (or, for a host alert, the host) recovers.
 
 use actix_web::HttpRequest;
 use actix_web::web::{self, Data, Json, Path, Query};
@@ -30,6 +30,10 @@ pub struct AlertQuery {
     pub state: Option<String>,
     /// Only alerts of this monitor.
     pub monitor: Option<String>,
+    /// `monitor` or `host`: only alerts of monitors, or only host alerts.
+    pub kind: Option<String>,
+    /// Only the host alerts of this host.
+    pub host: Option<String>,
     /// At most this many (1 to 500, default 100), newest first.
     pub limit: Option<i64>,
 }
@@ -37,11 +41,11 @@ pub struct AlertQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertOut {
     pub id: Uuid,
-    /// The monitor's slug.
+    /// The monitor's slug; for a host alert `host:<host>` (a slug never holds `:`).
     pub monitor: String,
     /// `open` or `resolved`.
     pub state: String,
-    /// `missed`, `failed`, `timed_out` or `flapping`.
+    /// `missed`, `failed`, `timed_out` or `flapping` for a monitor; `host_silent` for a host alert.
     pub cause: String,
     pub message: String,
     pub opened_at: DateTime<Utc>,
@@ -54,7 +58,8 @@ pub struct AlertOut {
     /// When its channels were told it opened (absent while held, and for an alert that was
     /// held all its life).
     pub announced_at: Option<DateTime<Utc>>,
-    /// Whether anyone was told of it.
+    /// Whether anyone was told it opened (false for an alert held all its life, or inhibited
+    /// by a host alert and not released).
     pub notified: bool,
     /// Its trouble ended while alerts were held; the resolution is announced when they no
     /// longer are.
@@ -65,10 +70,27 @@ pub struct AlertOut {
     /// Reminders sent so far (`realert_every`).
     pub reminders: i64,
     pub escalated_at: Option<DateTime<Utc>>,
+    /// `monitor`, or `host` when most monitors of one host fell silent together.
+    pub kind: String,
+    /// A host alert's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// A host alert's silent monitors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitors: Option<Vec<String>>,
+    /// The host alert that inhibited this monitor alert: recorded, not sent on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<Uuid>,
+    /// When an inhibited alert was sent on its own after all: its monitor was still silent a
+    /// while after its host came back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<DateTime<Utc>>,
 }
 
-impl From<alerts::AlertView> for AlertOut {
-    fn from(a: alerts::AlertView) -> AlertOut {
+impl AlertOut {
+    pub fn of(a: alerts::AlertView) -> AlertOut {
+        let host_alert = a.kind == "host";
+        let notified = a.notified();
         AlertOut {
             id: a.alert_id,
             monitor: a.slug,
@@ -79,7 +101,7 @@ impl From<alerts::AlertView> for AlertOut {
             resolved_at: a.resolved_at,
             resolution: a.resolution,
             held: a.held,
-            notified: a.announced_at.is_some(),
+            notified,
             announced_at: a.announced_at,
             recovered_at: a.recovered_at,
             acknowledged_at: a.acknowledged_at,
@@ -87,6 +109,11 @@ impl From<alerts::AlertView> for AlertOut {
             acknowledgement_note: a.ack_note,
             reminders: a.reminders,
             escalated_at: a.escalated_at,
+            kind: a.kind,
+            host: a.host,
+            monitors: host_alert.then_some(a.monitors),
+            inhibited_by: a.inhibited_by,
+            released_at: a.released_at,
         }
     }
 }
@@ -120,9 +147,19 @@ pub async fn list(app: Data<App>, caller: Caller, query: Query<AlertQuery>) -> R
     if let Some(slug) = &query.monitor {
         super::monitors::check_slug(slug)?;
     }
+    if let Some(kind) = query.kind.as_deref().filter(|k| !matches!(*k, "monitor" | "host")) {
+        return Err(ApiError::unprocessable("invalid_value", format!("kind `{kind}` is not monitor or host")));
+    }
+    let host = query.host.as_deref().map(super::hosts::check_host).transpose()?;
     app.consistent().await;
-    let rows = alerts::list(&app.read.pool, Some(&caller.client), state, query.monitor.as_deref(), limit).await?;
-    Ok(Json(AlertList { alerts: rows.into_iter().map(AlertOut::from).collect() }))
+    let client = Some(caller.client.as_str());
+    let rows = match (host, query.monitor.as_deref(), query.kind.as_deref()) {
+        (Some(host), _, _) => alerts::list_for_host(&app.read.pool, client, state, host, limit).await?,
+        (None, Some(slug), _) => alerts::list(&app.read.pool, client, state, Some(slug), limit).await?,
+        (None, None, Some(kind)) => alerts::list_kind(&app.read.pool, client, state, kind, limit).await?,
+        (None, None, None) => alerts::list(&app.read.pool, client, state, None, limit).await?,
+    };
+    Ok(Json(AlertList { alerts: rows.into_iter().map(AlertOut::of).collect() }))
 }
 
 /// Who takes an alert, and a word about it.
@@ -175,9 +212,15 @@ pub async fn acknowledge_alert(
     if view.state != "open" {
         return Err(ApiError::conflict("alert_resolved", format!("alert `{alert_id}` is already resolved")));
     }
+    if view.kind == "host" {
+        return Err(ApiError::unprocessable(
+            "invalid_value",
+            "a host alert cannot be acknowledged itself: acknowledge its monitors' alerts",
+        ));
+    }
     let stream = streams::monitor(client, &view.slug);
     app.monitors.execute(&stream, MonitorCommand::Acknowledge { alert_id, by, note }, None).await?;
     app.consistent().await;
     let view = alerts::find(&app.read.pool, alert_id).await?.ok_or_else(not_found)?;
-    Ok(AlertOut::from(view))
+    Ok(AlertOut::of(view))
 }

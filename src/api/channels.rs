@@ -121,7 +121,8 @@ pub struct NotificationOut {
     pub monitor: String,
     /// `opened`, `resolved`, …
     pub transition: String,
-    /// `pending`, `delivered`, `failed` (given up) or `cancelled` (the channel was removed).
+    /// `pending`, `delivered`, `failed` (given up), `cancelled` (the channel was removed) or
+    /// `inhibited` (a host alert covered it before it was sent: never sent).
     pub state: String,
     pub attempts: i64,
     pub created_at: Option<DateTime<Utc>>,

@@ -6,6 +6,7 @@ mod body;
 pub mod channels;
 pub mod dto;
 mod error;
+pub mod hosts;
 pub mod ingest;
 pub mod monitors;
 pub mod policy;
@@ -32,6 +33,7 @@ pub use error::{ApiError, ErrorBody};
         (name = "ingest", description = "What monitored processes send"),
         (name = "monitors", description = "Monitors and their history"),
         (name = "alerts", description = "Incidents"),
+        (name = "hosts", description = "Hosts the monitors report from, and host alerts"),
         (name = "channels", description = "Where notifications go"),
         (name = "policy", description = "A client's default alert policy and maintenance windows"),
         (name = "service", description = "Health of telltale itself"),
@@ -57,6 +59,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(monitors::Api::openapi());
     doc.merge(replay::Api::openapi());
     doc.merge(alerts::Api::openapi());
+    doc.merge(hosts::Api::openapi());
     doc.merge(channels::Api::openapi());
     doc.merge(policy::Api::openapi());
     doc.merge(service::Api::openapi());
@@ -90,6 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     monitors::configure(cfg);
     replay::configure(cfg);
     alerts::configure(cfg);
+    hosts::configure(cfg);
     channels::configure(cfg);
     policy::configure(cfg);
 }

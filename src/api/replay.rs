@@ -114,6 +114,7 @@ pub async fn replay(
     let report =
         crate::replay::replay(app.store.as_ref(), query, app.clock.now(), |_, _| {}).await.map_err(|e| match e {
             ReplayError::NotFound(slug) => telltale_domain::monitor::MonitorError::NotFound(slug).into(),
+            ReplayError::HostNotFound(host) => ApiError::not_found("host_not_found", format!("no host `{host}`")),
             ReplayError::Store(e) => ApiError::from(e),
         })?;
     Ok(Json(report))

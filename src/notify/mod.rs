@@ -91,6 +91,15 @@ pub async fn deliver(out: &http::Outgoing<'_>) -> Delivery {
     }
 }
 
+/// The dashboard page of a notification's subject: its monitor, or its host for a host alert
+/// (whose outbox slug is `host:<host>`).
+pub fn link(base_url: &str, client: &str, slug: &str) -> String {
+    match slug.strip_prefix("host:") {
+        Some(host) => format!("{base_url}/hosts/{client}/{}", crate::web::path_segment(host)),
+        None => format!("{base_url}/monitors/{client}/{slug}"),
+    }
+}
+
 /// `text` with every secret of the channel's configuration blotted out, for errors and logs.
 pub fn scrub(kind: &str, config: &Value, text: &str) -> String {
     let mut out = text.to_string();
@@ -127,6 +136,14 @@ impl Dispatcher {
 
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut progress = self.app.projector.progress();
+        // Nothing goes out before the outbox reflects the log as it stood at start-up: a host
+        // alert decided at start-up may still inhibit notifications held for it.
+        if let Ok(head) = self.app.store.head().await {
+            tokio::select! {
+                _ = self.app.projector.wait_for(head, Duration::from_secs(30)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
         loop {
             if *shutdown.borrow() {
                 return;
@@ -232,7 +249,7 @@ impl Dispatcher {
         }
         let mut payload = item.payload.clone();
         if let Some(body) = payload.as_object_mut() {
-            body.insert("link".into(), format!("{}/monitors/{}/{}", self.base_url, item.client, item.slug).into());
+            body.insert("link".into(), link(&self.base_url, &item.client, &item.slug).into());
             body.insert("attempt".into(), attempt.into());
             body.insert("sent_at".into(), telltale_projections::log::fmt_time(now).into());
         }

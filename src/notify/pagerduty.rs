@@ -22,7 +22,12 @@ pub fn event(out: &Outgoing<'_>, routing_key: &str) -> Value {
         return json!({"routing_key": routing_key, "event_action": action, "dedup_key": dedup_key});
     }
     let t = render(n);
-    let source = n.last_event.as_ref().and_then(|e| e.host.clone()).unwrap_or_else(|| n.monitor.clone());
+    let source = n
+        .host
+        .clone()
+        .filter(|_| n.is_host())
+        .or_else(|| n.last_event.as_ref().and_then(|e| e.host.clone()))
+        .unwrap_or_else(|| n.monitor.clone());
     let mut details = json!({
         "monitor": n.monitor,
         "cause": n.cause,
@@ -32,6 +37,9 @@ pub fn event(out: &Outgoing<'_>, routing_key: &str) -> Value {
     });
     if let Some(last) = &t.last {
         details["last_event"] = last.clone().into();
+    }
+    if n.is_host() {
+        details["monitors"] = json!(n.monitors);
     }
     if let Some(quote) = &t.quote {
         details["output"] = quote.clone().into();

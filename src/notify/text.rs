@@ -43,6 +43,7 @@ fn problem(n: &Notification) -> &'static str {
         "failed" => "failed",
         "timed_out" => "is hung",
         "flapping" => "is flapping",
+        "host_silent" => "is silent",
         _ => "is alerting",
     }
 }
@@ -97,7 +98,12 @@ pub fn render(n: &Notification) -> Text {
     };
     let last = n.last_event.as_ref().map(last_event);
     let quote = n.last_event.as_ref().and_then(|e| e.message.clone()).filter(|m| !m.trim().is_empty());
-    let mut facts = vec![("Monitor", n.monitor.clone()), ("Cause", n.cause.replace('_', " "))];
+    let mut facts = if n.is_host() {
+        let host = n.host.clone().unwrap_or_else(|| n.monitor.clone());
+        vec![("Host", host), ("Monitors", n.monitors.join(", ")), ("Cause", n.cause.replace('_', " "))]
+    } else {
+        vec![("Monitor", n.monitor.clone()), ("Cause", n.cause.replace('_', " "))]
+    };
     facts.push(("Opened", time(n.opened_at)));
     if let Some(resolved) = n.resolved_at {
         facts.push(("Resolved", time(resolved)));
@@ -198,7 +204,37 @@ mod tests {
             escalated_to: None,
             acknowledged_by: None,
             note: None,
+            kind: None,
+            host: None,
+            monitors: vec![],
         }
+    }
+
+    fn host_alert(state: &str) -> Notification {
+        let mut n = notification(state);
+        n.kind = Some("host".into());
+        n.host = Some("web-1".into());
+        n.monitor = "host:web-1".into();
+        n.monitor_name = Some("Host web-1".into());
+        n.monitors = vec!["sync".into(), "backup".into(), "rotate".into()];
+        n.cause = "host_silent".into();
+        n.message = "web-1 has gone silent: 3 of its 3 monitors stopped signalling together (by \
+                     2026-03-01T12:00:10Z): sync, backup, rotate"
+            .into();
+        n.last_event = None;
+        n.link = "https://telltale.example.com/hosts/acme/web-1".into();
+        n
+    }
+
+    #[test]
+    fn a_host_alert_names_the_host_and_its_silent_monitors() {
+        let t = render(&host_alert("open"));
+        assert_eq!(t.title, "Host web-1 is silent");
+        assert_eq!(t.facts[0], ("Host", "web-1".to_string()));
+        assert_eq!(t.facts[1], ("Monitors", "sync, backup, rotate".to_string()));
+        assert_eq!(t.facts[2], ("Cause", "host silent".to_string()));
+        assert!(plain(&t).contains("3 of its 3 monitors stopped signalling together"));
+        assert_eq!(render(&host_alert("resolved")).title, "Host web-1 recovered");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::api::dto::MonitorOut;
 use crate::app::App;
 
 mod channels;
+mod hosts;
 
 const REFRESH_SECONDS: u32 = 5;
 
@@ -21,6 +22,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index));
     cfg.route("/monitors/{client}/{slug}", web::get().to(monitor));
     cfg.route("/monitors/{client}/{slug}/alerts/{alert_id}/acknowledge", web::post().to(acknowledge));
+    cfg.route("/hosts/{client}/{host}", web::get().to(hosts::host));
+}
+
+/// One path segment, percent-encoded (a host name may hold any character).
+pub fn path_segment(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// "12 s ago", "3 min ago", "2 h ago", "4 d ago".
@@ -108,6 +117,8 @@ async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
     let count = |s: MonitorStatus| views.iter().filter(|(_, m)| m.status == s.as_str()).count();
     let open_alerts = views.iter().map(|(_, m)| m.alerts.len()).sum::<usize>();
     let channel_rows = telltale_projections::models::notifications::all_channels(&app.read.pool).await?;
+    let host_rows = telltale_projections::models::hosts::list(&app.read.pool, None).await?;
+    let host_alerts = host_rows.iter().filter(|h| h.state.alert.is_some()).count();
     Ok(page(
         "Monitors",
         html! {
@@ -120,6 +131,7 @@ async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
                 span { (count(MonitorStatus::Failing)) " failing" }
                 span { (count(MonitorStatus::Hung)) " hung" }
                 span { (open_alerts) " active alerts" }
+                @if host_alerts > 0 { span.alert { (host_alerts) " hosts silent" } }
             }
             @if views.is_empty() {
                 p { "No monitors yet. Create one with " code { "POST /v1/monitors" } "; see " a href="/openapi.json" { "the API" } "." }
@@ -133,7 +145,9 @@ async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
                                 td { a href={ "/monitors/" (client) "/" (m.slug) } { (m.name) } br; span.muted { (m.slug) } }
                                 td { (badge(&m.status)) }
                                 td { (since(m.last_signal_at, now)) }
-                                td { (m.host.as_deref().unwrap_or("—")) }
+                                td { @if let Some(host) = &m.host {
+                                    a href=(hosts::host_link(client, host)) { (host) }
+                                } @else { "—" } }
                                 td {
                                     @if let Some(run) = &m.last_run {
                                         (run.outcome) @if let Some(code) = run.exit_code { " (exit " (code) ")" }
@@ -154,6 +168,7 @@ async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
                     }
                 }
             }
+            (hosts::section(&host_rows, now))
             (channels::section(&channel_rows, now))
         },
     ))
@@ -207,7 +222,12 @@ async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRes
                             @if let Some(held) = &a.held { " " span.badge.held { "held: " (held) } }
                             @if a.quiet { " " span.muted { "(never announced)" } } }
                         td { (since(Some(a.opened_at), now)) }
-                        td { (since(a.resolved_at, now)) } td { (a.message) }
+                        td { (since(a.resolved_at, now)) }
+                        td { (a.message)
+                            @if a.inhibited_by.is_some() {
+                                br; span.muted { @if a.released_at.is_some() { "sent on its own after its host came back" }
+                                    @else { "inhibited: its host went silent (see the host alert)" } }
+                            } }
                         td {
                             @if let Some(at) = a.acknowledged_at {
                                 span.muted { "acknowledged " (since(Some(at), now))

@@ -190,12 +190,13 @@ impl TestApp {
         self.settle().await;
     }
 
-    /// Waits until nothing due remains in the detector and the read models are at the log head.
+    /// Waits until nothing due remains in the detector, every host has decided what its monitors
+    /// told it, and the read models are at the log head.
     pub async fn settle(&self) {
         let now = self.clock.now();
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                if self.app.detector.idle_at(now) {
+                if self.app.detector.idle_at(now) && self.app.hosts.is_idle() {
                     let head = self.app.store.head().await.unwrap();
                     if self.app.projector.wait_for(head, Duration::from_millis(50)).await {
                         return;

@@ -9,6 +9,8 @@ mod channels;
 mod concurrency;
 mod dashboard;
 mod detection;
+mod edge_cases;
+mod hosts;
 mod ingest;
 mod notifications;
 mod openapi;

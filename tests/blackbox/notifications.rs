@@ -294,6 +294,100 @@ async fn a_receiver_failing_for_five_minutes_then_healthy_gets_every_notificatio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_failing_for_five_minutes_gets_a_host_alert_and_the_rest_exactly_once() {
+    // The same, while a host outage happens: its host alert (opened and resolved) reaches the
+    // receiver exactly once like every other notification, and the five inhibited monitor
+    // alerts never do.
+    let app = TestApp::spawn().await;
+    let clock = app.clock.clone();
+    let healthy_from = t0() + secs(300);
+    let mut receiver =
+        Receiver::responding(move || Reply::status(if clock.now() < healthy_from { 503 } else { 200 })).await;
+    app.add_webhook("ops", &receiver.url).await;
+    let beat = |slug: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .post(&format!("/v1/monitors/{slug}/events"), serde_json::json!({"type": "heartbeat", "host": "web-1"}))
+                .await;
+            assert!(response.status().is_success());
+        }
+    };
+    app.create_monitor("flappy", "30s", "0s").await;
+    app.beat("flappy").await;
+    for i in 1..=5 {
+        app.create_monitor(&format!("web-{i}"), "30s", "10s").await;
+        beat(format!("web-{i}")).await;
+    }
+    // web-1's processes beat for a minute, fall silent together for two, then beat again;
+    // `flappy` (no host) beats every minute, each silence an alert of its own.
+    for step in 1..=36 {
+        app.advance(secs(10)).await;
+        if step % 6 == 0 {
+            app.beat("flappy").await;
+        }
+        if step % 3 == 0 && !(7..=18).contains(&step) {
+            for i in 1..=5 {
+                beat(format!("web-{i}")).await;
+            }
+        }
+        app.settle().await;
+        quiet(&app).await;
+    }
+    let alerts: Value = app.get("/v1/alerts?state=all&limit=500").await.json().await.unwrap();
+    let alerts = alerts["alerts"].as_array().unwrap().clone();
+    let host_alerts: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "host").collect();
+    assert_eq!(host_alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(host_alerts[0]["state"], "resolved");
+    let inhibited: Vec<&Value> = alerts.iter().filter(|a| a.get("inhibited_by").is_some()).collect();
+    assert_eq!(inhibited.len(), 5);
+    // What must arrive: every transition of every alert but the inhibited ones.
+    let expected: usize = alerts
+        .iter()
+        .filter(|a| a.get("inhibited_by").is_none())
+        .map(|a| if a["state"] == "resolved" { 2 } else { 1 })
+        .sum();
+    assert!(expected >= 8, "{expected}");
+    for _ in 0..10 {
+        if first_channel(&app).await["pending_notifications"] == 0 {
+            break;
+        }
+        app.advance(secs(30)).await;
+        quiet(&app).await;
+    }
+    let channel = first_channel(&app).await;
+    assert_eq!(channel["pending_notifications"], 0);
+    let requests = receiver.drain();
+    assert!(requests.iter().any(|r| r.status == 503), "it did fail for a while");
+    let mut delivered: Vec<&str> =
+        requests.iter().filter(|r| r.status == 200).map(|r| r.idempotency_key.as_str()).collect();
+    delivered.sort();
+    let mut unique = delivered.clone();
+    unique.dedup();
+    assert_eq!(delivered, unique, "no notification delivered twice");
+    assert_eq!(delivered.len(), expected, "every transition delivered, inhibited ones excepted");
+    let host_id = host_alerts[0]["id"].as_str().unwrap();
+    let host_transitions: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.status == 200 && r.body["alert_id"] == host_id)
+        .map(|r| r.body["transition"].as_str().unwrap())
+        .collect();
+    assert_eq!(host_transitions, ["opened", "resolved"]);
+    for alert in &inhibited {
+        assert!(
+            !requests.iter().any(|r| r.body["alert_id"] == alert["id"]),
+            "an inhibited alert was never sent, not even tried: {alert}"
+        );
+    }
+    let outbox = outbox(&app, &channel).await;
+    let mut keys: Vec<&str> =
+        outbox.iter().filter(|n| n["state"] == "delivered").map(|n| n["id"].as_str().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, delivered, "exactly the outbox's delivered notifications, by idempotency key");
+    assert_eq!(outbox.iter().filter(|n| n["state"] == "inhibited").count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatchers_racing_over_one_outbox_send_each_notification_once() {
     // Three dispatchers (as three telltale nodes would be) claim before they send.
     let app = TestApp::spawn().await;

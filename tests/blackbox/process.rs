@@ -231,3 +231,44 @@ async fn restarting_telltale_between_beats_loses_nothing_and_alerts_nobody() {
     assert_eq!(report["recorded_alerts"], 1, "{report}");
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c31_a_ping_answered_200_survives_a_kill_right_after_it() {
+    // Send a ping, get 200, kill the server at once (SIGKILL: no clean stop), start it again:
+    // the ping is in the log, the monitor's last heartbeat is that ping, and no alert opens.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), 0);
+    let port = server.port;
+    let key = cli_key(dir.path(), "acme");
+    let http = http_client();
+    let created = http
+        .post(format!("{}/v1/monitors", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"slug": "nightly", "schedule": {"every": "1h"}, "grace": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let mut acks = Vec::new();
+    for _ in 0..3 {
+        let ping =
+            http.post(format!("{}/v1/monitors/nightly/heartbeat", server.base)).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(ping.status(), reqwest::StatusCode::OK);
+        let ack: Value = ping.json().await.unwrap();
+        server.signal("-KILL");
+        server = Server::start(dir.path(), port);
+        acks.push(ack);
+    }
+    let history: Value =
+        json_of(&http, &format!("{}/v1/monitors/nightly/events?type=HeartbeatReceived", server.base), &key).await;
+    let positions: Vec<i64> =
+        history["events"].as_array().unwrap().iter().map(|e| e["position"].as_i64().unwrap()).collect();
+    let mut acked: Vec<i64> = acks.iter().map(|a| a["position"].as_i64().unwrap()).collect();
+    acked.reverse(); // the history is newest first
+    assert_eq!(positions, acked, "every acknowledged ping is in the log, once");
+    let monitor = json_of(&http, &format!("{}/v1/monitors/nightly", server.base), &key).await;
+    assert_eq!(monitor["last_heartbeat_at"], acks[2]["monitor"]["last_heartbeat_at"]);
+    assert_eq!(monitor["status"], "up");
+    let alerts: Value = json_of(&http, &format!("{}/v1/alerts?state=all", server.base), &key).await;
+    assert!(alerts["alerts"].as_array().unwrap().is_empty(), "{alerts}");
+}

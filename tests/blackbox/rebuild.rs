@@ -14,6 +14,10 @@ const TABLES: &[(&str, &str)] = &[
     ("rm_channels", "channel_id"),
     ("rm_outbox", "notification_id"),
     ("rm_notify_monitors", "client, slug"),
+    ("rm_hosts", "client, host"),
+    ("rm_notify_host_members", "client, slug"),
+    ("rm_notify_inhibited", "alert_id"),
+    ("rm_notify_host_alerts", "alert_id"),
     ("rm_meta", "key"),
 ];
 
@@ -51,11 +55,20 @@ async fn rebuilt_projections_equal_the_live_ones() {
         app.create_monitor(slug, "5s", "1s").await;
         app.beat(slug).await;
     }
+    // Three monitors of one host fall silent together: a host alert, their own inhibited.
+    for slug in ["h-1", "h-2", "h-3"] {
+        app.create_monitor(slug, "5s", "1s").await;
+        app.post(&format!("/v1/monitors/{slug}/heartbeat"), json!({"host": "web-9"})).await;
+    }
     app.post("/v1/monitors/b/events", json!({"type": "started", "run_id": "r1", "host": "web-1"})).await;
     app.post("/v1/monitors/b/events", json!({"type": "failed", "run_id": "r1", "exit_code": 2, "output": "boom"}))
         .await;
     app.advance(secs(6)).await;
     app.beat("a").await;
+    app.advance(secs(2)).await;
+    for slug in ["h-1", "h-2", "h-3"] {
+        app.post(&format!("/v1/monitors/{slug}/heartbeat"), json!({"host": "web-9"})).await;
+    }
     app.post("/v1/monitors/c/pause", json!({})).await;
     app.http.delete(app.url("/v1/monitors/c")).bearer_auth(&app.key).send().await.unwrap();
     app.http

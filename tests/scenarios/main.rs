@@ -147,7 +147,11 @@ struct Step {
 #[serde(deny_unknown_fields)]
 struct Expect {
     /// A slug or a pattern (`prefix*`, `*`): one alert is expected per matching monitor.
-    monitor: String,
+    #[serde(default)]
+    monitor: Option<String>,
+    /// Instead of `monitor`: one host alert of this host (`cause = "host_silent"`).
+    #[serde(default)]
+    host: Option<String>,
     cause: String,
     opened: Offset,
     /// When it resolves; absent: still open at the end.
@@ -558,25 +562,36 @@ fn judge(scenario: &Scenario, observed: &Observed) -> Verdict {
         }
     }
 
-    let expectations: Vec<(&Expect, &String)> = scenario
+    // (expectation, the monitor's slug, or the host for a host alert)
+    let expectations: Vec<(&Expect, String, bool)> = scenario
         .expects
         .iter()
         .flat_map(|e| {
-            let found: Vec<(&Expect, &String)> =
-                slugs.iter().filter(|s| matches(&e.monitor, s)).map(|s| (e, s)).collect();
-            assert!(!found.is_empty(), "{}: no monitor matches the expectation `{}`", scenario.name, e.monitor);
+            if let Some(host) = &e.host {
+                assert!(e.monitor.is_none(), "{}: an expectation names a monitor or a host, not both", scenario.name);
+                return vec![(e, host.clone(), true)];
+            }
+            let pattern = e.monitor.as_deref().expect("an expectation names a `monitor` or a `host`");
+            let found: Vec<(&Expect, String, bool)> =
+                slugs.iter().filter(|s| matches(pattern, s)).map(|s| (e, s.clone(), false)).collect();
+            assert!(!found.is_empty(), "{}: no monitor matches the expectation `{pattern}`", scenario.name);
             found
         })
         .collect();
     verdict.expected = expectations.len();
-    for (expect, slug) in expectations {
+    for (expect, subject, is_host) in expectations {
+        let slug = &subject;
         let opened = start + expect.opened.0;
-        let what = format!("{slug} {} opened at +{}", expect.cause, fmt_delta(expect.opened.0));
+        let what = format!(
+            "{}{slug} {} opened at +{}",
+            if is_host { "host " } else { "" },
+            expect.cause,
+            fmt_delta(expect.opened.0)
+        );
         let found = observed.alerts.iter().enumerate().find(|(i, a)| {
-            !used[*i]
-                && a["monitor"] == slug.as_str()
-                && a["cause"] == expect.cause
-                && time_of(a, "opened_at") == Some(opened)
+            let subject_matches =
+                if is_host { a["kind"] == "host" && a["host"] == slug.as_str() } else { a["monitor"] == slug.as_str() };
+            !used[*i] && subject_matches && a["cause"] == expect.cause && time_of(a, "opened_at") == Some(opened)
         });
         let Some((index, alert)) = found else {
             verdict.missed.push(what);

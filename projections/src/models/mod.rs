@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod clients;
 pub mod history;
+pub mod hosts;
 pub mod monitors;
 pub mod notifications;
 pub mod runs;

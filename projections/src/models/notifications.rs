@@ -1,6 +1,12 @@
 //! Notification channels and the durable outbox. An alert transition becomes one outbox row per
 //! channel of its client; the dispatcher's attempts come back as events, which this projection
 //! folds, so the outbox is as rebuildable as every other read model.
+//!
+//! Host correlation: a host alert is notified like a monitor's. The `missed` opening of a
+//! member of a host that could correlate (at least `host::MIN_SILENT` members) waits
+//! `host::HOLD` before it is due, so that it is not sent alone just before its host alert opens;
+//! an opening that a host alert inhibits before it was attempted becomes `inhibited` and is never
+//! sent, nor is its resolution (unless it is released: then it is sent after all, in its turn).
 
 use std::collections::HashMap;
 
@@ -12,8 +18,9 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use telltale_domain::DomainEvent;
 use telltale_domain::channel::{LastEvent, routes};
 use telltale_domain::client::ClientEvent;
+use telltale_domain::host::{self, HOST_SILENT, HostEvent};
 use telltale_domain::ids::streams;
-use telltale_domain::monitor::MonitorEvent;
+use telltale_domain::monitor::{AlertCause, MonitorEvent};
 use telltale_domain::notification::{NotificationEvent, Transition, notification_id};
 use telltale_domain::policy::AlertPolicy;
 use uuid::Uuid;
@@ -69,6 +76,7 @@ pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid)
         "alert_id": alert_id,
         "client": client,
         "monitor": slug,
+        "kind": "monitor",
         "cause": cause,
         "state": state,
         "message": message,
@@ -85,6 +93,51 @@ pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid)
         _ => {}
     }
     Some((transition, alert_id, body))
+}
+
+/// The body of a host alert's notification, without the link (added when sent). Its `monitor`
+/// is `host:<host>` (a slug never holds `:`), its `kind` is `host`, and it names the `host` and
+/// its silent `monitors`. Pure.
+pub fn host_payload(
+    client: &str,
+    host: &str,
+    event: &HostEvent,
+    monitors: &[String],
+    channel_id: Uuid,
+) -> Option<(Transition, Uuid, Value)> {
+    let (transition, alert_id, opened_at, resolved_at, message) = match event {
+        HostEvent::HostAlertOpened(e) => (Transition::Opened, e.alert_id, e.opened_at, None, &e.message),
+        HostEvent::HostAlertResolved(e) => {
+            (Transition::Resolved, e.alert_id, e.opened_at, Some(e.resolved_at), &e.message)
+        }
+        _ => return None,
+    };
+    let body = json!({
+        "notification_id": notification_id(alert_id, transition, channel_id),
+        "transition": transition.as_str(),
+        "alert_id": alert_id,
+        "client": client,
+        "monitor": super::alerts::host_alert_slug(host),
+        "kind": "host",
+        "host": host,
+        "monitors": monitors,
+        "cause": HOST_SILENT,
+        "state": if transition == Transition::Opened { "open" } else { "resolved" },
+        "message": message,
+        "opened_at": fmt_time(opened_at),
+        "resolved_at": resolved_at.map(fmt_time),
+    });
+    Some((transition, alert_id, body))
+}
+
+/// When a transition recorded at `recorded_at` becomes due: at once, or `host::HOLD` after it
+/// was recorded for the `missed` opening of a member of a host that could correlate. The hold
+/// runs from the recording, not from the deadline, so that a detector running late (or a clock
+/// that jumps) never leaves the host less time to decide. Pure.
+pub fn due_at(event: &MonitorEvent, host_members: Option<i64>, recorded_at: DateTime<Utc>) -> DateTime<Utc> {
+    let held = matches!(event, MonitorEvent::AlertOpened(e) if e.cause == AlertCause::Missed)
+        && host_members.is_some_and(|n| n >= host::MIN_SILENT as i64);
+    if held { recorded_at.max(event.at()) + host::HOLD.to_delta() } else { event.at() }
 }
 
 /// What the outbox remembers of a monitor, to route its alerts and word their messages.
@@ -186,31 +239,66 @@ async fn save_last_events(
     Ok(())
 }
 
+/// What kind of transition is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    /// An opening, an announcement or a reminder.
+    Opening,
+    Resolution,
+    /// To the channels of these names.
+    Escalation(&'a [String]),
+    Acknowledgement,
+}
+
+impl<'a> Route<'a> {
+    fn of(event: &'a MonitorEvent) -> Route<'a> {
+        match event {
+            MonitorEvent::AlertResolved(_) => Route::Resolution,
+            MonitorEvent::AlertEscalated(e) => Route::Escalation(&e.channels),
+            MonitorEvent::AlertAcknowledged(_) => Route::Acknowledgement,
+            _ => Route::Opening,
+        }
+    }
+}
+
 /// The channels a transition of `alert_id` goes to:
 /// - an opening or reminder: the client's channels whose tags match the monitor's (all of them
 ///   when a channel has no tags), except those kept for escalation, and every channel already
 ///   told of the alert;
 /// - an escalation: the channels it names;
 /// - a resolution: the same as an opening, and every channel that was told of it before,
-///   whatever its tags say now;
+///   whatever its tags say now; the resolution of an alert a host alert inhibited goes only to
+///   the channels that were told of its opening;
 /// - an acknowledgement: only the channels told of the alert.
 async fn route(
     conn: &mut AnyConnection,
     client: &str,
     alert_id: Uuid,
     facts: &MonitorFacts,
-    event: &MonitorEvent,
+    route: Route<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    let resolution = route == Route::Resolution;
+    if resolution && inhibited(conn, alert_id).await? == Some(false) {
+        let told: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT o.channel_id FROM rm_outbox o JOIN rm_channels c ON c.channel_id = o.channel_id
+             WHERE o.alert_id = $1 AND o.state <> 'inhibited' AND c.removed_at IS NULL ORDER BY o.channel_id",
+        )
+        .bind(alert_id.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+        return told.iter().map(|id| Uuid::parse_str(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))).collect();
+    }
     let rows = sqlx::query(
         "SELECT channel_id, name, tags FROM rm_channels WHERE client = $1 AND removed_at IS NULL ORDER BY channel_id",
     )
     .bind(client)
     .fetch_all(&mut *conn)
     .await?;
-    let told: Vec<String> = sqlx::query_scalar("SELECT DISTINCT channel_id FROM rm_outbox WHERE alert_id = $1")
-        .bind(alert_id.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
+    let told: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT channel_id FROM rm_outbox WHERE alert_id = $1 AND state <> 'inhibited'")
+            .bind(alert_id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
     let mut out = Vec::new();
     for row in rows {
         let id: String = row.try_get("channel_id")?;
@@ -219,16 +307,267 @@ async fn route(
         let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
         let was_told = told.contains(&id);
         let routed = routes(&tags, &facts.tags) && !facts.escalation_only.contains(&name);
-        let chosen = match event {
-            MonitorEvent::AlertEscalated(e) => e.channels.contains(&name),
-            MonitorEvent::AlertAcknowledged(_) => was_told,
-            _ => routed || was_told,
+        let chosen = match route {
+            Route::Escalation(names) => names.contains(&name),
+            Route::Acknowledgement => was_told,
+            Route::Opening | Route::Resolution => routed || was_told,
         };
         if chosen {
             out.push(Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
         }
     }
     Ok(out)
+}
+
+/// Whether a host alert inhibited `alert_id`: `Some(released)`, or `None` when none did.
+async fn inhibited(conn: &mut AnyConnection, alert_id: Uuid) -> Result<Option<bool>, sqlx::Error> {
+    let released: Option<i64> = sqlx::query_scalar("SELECT released FROM rm_notify_inhibited WHERE alert_id = $1")
+        .bind(alert_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(released.map(|r| r != 0))
+}
+
+/// The host this monitor is a member of, if any.
+async fn member_host(conn: &mut AnyConnection, client: &str, slug: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT host FROM rm_notify_host_members WHERE client = $1 AND slug = $2")
+        .bind(client)
+        .bind(slug)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
+/// How many monitors `host` has (`None` for no host).
+async fn host_members(conn: &mut AnyConnection, client: &str, host: Option<&str>) -> Result<Option<i64>, sqlx::Error> {
+    let Some(host) = host else { return Ok(None) };
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_notify_host_members WHERE client = $1 AND host = $2")
+        .bind(client)
+        .bind(host)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Some(n))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn enqueue(
+    conn: &mut AnyConnection,
+    notification: Uuid,
+    client: &str,
+    channel_id: Uuid,
+    alert_id: Uuid,
+    transition: Transition,
+    slug: &str,
+    body: &Value,
+    position: i64,
+    state: &str,
+    next_attempt_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO rm_outbox (notification_id, client, channel_id, alert_id, transition, slug, payload,
+             position, state, attempts, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)
+         ON CONFLICT (notification_id) DO NOTHING",
+    )
+    .bind(notification.to_string())
+    .bind(client)
+    .bind(channel_id.to_string())
+    .bind(alert_id.to_string())
+    .bind(transition.key())
+    .bind(slug)
+    .bind(body.to_string())
+    .bind(position)
+    .bind(state)
+    .bind(fmt_time(next_attempt_at))
+    .bind(fmt_time(created_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The tags of these monitors, together: a host alert reaches every channel that hears one of
+/// them.
+async fn tags_of(conn: &mut AnyConnection, client: &str, slugs: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    let mut tags: Vec<String> = Vec::new();
+    for slug in slugs {
+        let facts = monitor_facts(conn, client, slug).await?;
+        for tag in facts.tags {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+    }
+    // A monitor without tags is heard by untagged channels only; so is a host alert whose
+    // monitors carry none.
+    tags.sort();
+    Ok(tags)
+}
+
+async fn apply_host(conn: &mut AnyConnection, envelope: &Envelope, event: &HostEvent) -> Result<(), sqlx::Error> {
+    let Some((client, host)) = streams::parse_host(&envelope.stream_id) else { return Ok(()) };
+    match event {
+        HostEvent::HostMonitorJoined(e) => {
+            sqlx::query(
+                "INSERT INTO rm_notify_host_members (client, slug, host) VALUES ($1, $2, $3)
+                 ON CONFLICT (client, slug) DO UPDATE SET host = excluded.host",
+            )
+            .bind(client)
+            .bind(&e.slug)
+            .bind(host)
+            .execute(&mut *conn)
+            .await?;
+        }
+        HostEvent::HostMonitorLeft(e) => {
+            // A monitor that moved may have joined its new host first.
+            sqlx::query("DELETE FROM rm_notify_host_members WHERE client = $1 AND slug = $2 AND host = $3")
+                .bind(client)
+                .bind(&e.slug)
+                .bind(host)
+                .execute(&mut *conn)
+                .await?;
+        }
+        HostEvent::MonitorAlertInhibited(e) => {
+            sqlx::query(
+                "INSERT INTO rm_notify_inhibited (alert_id, host_alert_id, released) VALUES ($1, $2, 0)
+                 ON CONFLICT (alert_id) DO UPDATE SET host_alert_id = excluded.host_alert_id, released = 0",
+            )
+            .bind(e.alert_id.to_string())
+            .bind(e.host_alert_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+            // An opening not attempted yet is never sent. One already on its way stays sent,
+            // and its resolution follows it.
+            sqlx::query(
+                "UPDATE rm_outbox SET state = 'inhibited'
+                 WHERE alert_id = $1 AND transition = 'opened' AND state = 'pending' AND attempts = 0
+                   AND claimed_attempt = 0",
+            )
+            .bind(e.alert_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+            let monitors: Option<String> =
+                sqlx::query_scalar("SELECT monitors FROM rm_notify_host_alerts WHERE alert_id = $1")
+                    .bind(e.host_alert_id.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some(monitors) = monitors {
+                let mut list: Vec<String> = serde_json::from_str(&monitors).unwrap_or_default();
+                if !list.contains(&e.slug) {
+                    list.push(e.slug.clone());
+                    list.sort();
+                    sqlx::query("UPDATE rm_notify_host_alerts SET monitors = $1 WHERE alert_id = $2")
+                        .bind(json!(list).to_string())
+                        .bind(e.host_alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                    // A host alert's opening not sent yet names every monitor attached so far
+                    // (those that fell silent in the same instant are attached one by one).
+                    let waiting = sqlx::query(
+                        "SELECT notification_id, payload FROM rm_outbox
+                         WHERE alert_id = $1 AND transition = 'opened' AND state = 'pending' AND attempts = 0
+                           AND claimed_attempt = 0",
+                    )
+                    .bind(e.host_alert_id.to_string())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for row in waiting {
+                        let id: String = row.try_get("notification_id")?;
+                        let mut body: Value =
+                            serde_json::from_str(&row.try_get::<String, _>("payload")?).unwrap_or(Value::Null);
+                        if let Some(obj) = body.as_object_mut() {
+                            obj.insert("monitors".into(), json!(list));
+                        }
+                        sqlx::query("UPDATE rm_outbox SET payload = $1 WHERE notification_id = $2")
+                            .bind(body.to_string())
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+            }
+        }
+        HostEvent::MonitorAlertReleased(e) => {
+            sqlx::query("UPDATE rm_notify_inhibited SET released = 1 WHERE alert_id = $1")
+                .bind(e.alert_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            // Sent after all, in its turn: behind everything already waiting.
+            sqlx::query(
+                "UPDATE rm_outbox SET state = 'pending', position = $1, next_attempt_at = $2, created_at = $2
+                 WHERE alert_id = $3 AND transition = 'opened' AND state = 'inhibited'",
+            )
+            .bind(envelope.position)
+            .bind(fmt_time(e.at))
+            .bind(e.alert_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
+        HostEvent::HostAlertOpened(_) | HostEvent::HostAlertResolved(_) => {
+            let (alert_id, at) = match event {
+                HostEvent::HostAlertOpened(e) => {
+                    let tags = tags_of(conn, client, &e.monitors).await?;
+                    sqlx::query(
+                        "INSERT INTO rm_notify_host_alerts (alert_id, client, host, monitors, tags) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (alert_id) DO NOTHING",
+                    )
+                    .bind(e.alert_id.to_string())
+                    .bind(client)
+                    .bind(host)
+                    .bind(json!(e.monitors).to_string())
+                    .bind(json!(tags).to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                    (e.alert_id, e.opened_at)
+                }
+                HostEvent::HostAlertResolved(e) => (e.alert_id, e.resolved_at),
+                _ => unreachable!(),
+            };
+            let row = sqlx::query("SELECT monitors, tags FROM rm_notify_host_alerts WHERE alert_id = $1")
+                .bind(alert_id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+            let (monitors, tags): (Vec<String>, Vec<String>) = match row {
+                Some(row) => (
+                    serde_json::from_str(&row.try_get::<String, _>("monitors")?).unwrap_or_default(),
+                    serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
+                ),
+                None => (vec![], vec![]),
+            };
+            let resolution = matches!(event, HostEvent::HostAlertResolved(_));
+            let slug = super::alerts::host_alert_slug(host);
+            let facts = MonitorFacts {
+                name: Some(format!("Host {host}")),
+                tags: tags.clone(),
+                last_event: None,
+                escalation_only: vec![],
+            };
+            let kind = if resolution { Route::Resolution } else { Route::Opening };
+            for channel_id in route(conn, client, alert_id, &facts, kind).await? {
+                let Some((transition, _, mut body)) = host_payload(client, host, event, &monitors, channel_id) else {
+                    continue;
+                };
+                enrich(&mut body, &facts);
+                let id = notification_id(alert_id, transition, channel_id);
+                enqueue(
+                    conn,
+                    id,
+                    client,
+                    channel_id,
+                    alert_id,
+                    transition,
+                    &slug,
+                    &body,
+                    envelope.position,
+                    "pending",
+                    at,
+                    at,
+                )
+                .await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -240,7 +579,14 @@ impl Projection for NotificationsProjection {
         3
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_channels", "rm_outbox", "rm_notify_monitors"]
+        &[
+            "rm_channels",
+            "rm_outbox",
+            "rm_notify_monitors",
+            "rm_notify_host_members",
+            "rm_notify_inhibited",
+            "rm_notify_host_alerts",
+        ]
     }
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[&Envelope]) -> Result<(), sqlx::Error> {
@@ -320,7 +666,9 @@ impl Projection for NotificationsProjection {
                         .bind(e.channel_id.to_string())
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query("UPDATE rm_outbox SET state = 'cancelled' WHERE channel_id = $1 AND state = 'pending'")
+                    sqlx::query(
+                        "UPDATE rm_outbox SET state = 'cancelled' WHERE channel_id = $1 AND state IN ('pending', 'inhibited')",
+                    )
                         .bind(e.channel_id.to_string())
                         .execute(&mut *conn)
                         .await?;
@@ -331,27 +679,41 @@ impl Projection for NotificationsProjection {
                     let Some((transition, alert_id, _)) = payload(client, slug, event, Uuid::nil()) else { continue };
                     save_last_events(conn, &mut last_events).await?;
                     let facts = monitor_facts(conn, client, slug).await?;
-                    for channel_id in route(conn, client, alert_id, &facts, event).await? {
+                    let resolution = matches!(event, MonitorEvent::AlertResolved(_));
+                    let host = member_host(conn, client, slug).await?;
+                    let members = host_members(conn, client, host.as_deref()).await?;
+                    let at = event.at();
+                    let next_at = due_at(event, members, envelope.recorded_at);
+                    // Inhibited already (its host alert was decided first): recorded, not sent.
+                    let held_back = !resolution && inhibited(conn, alert_id).await? == Some(false);
+                    let state = if held_back { "inhibited" } else { "pending" };
+                    for channel_id in route(conn, client, alert_id, &facts, Route::of(event)).await? {
                         let Some((_, _, mut body)) = payload(client, slug, event, channel_id) else { continue };
                         enrich(&mut body, &facts);
-                        sqlx::query(
-                            "INSERT INTO rm_outbox (notification_id, client, channel_id, alert_id, transition, slug, payload,
-                                 position, state, attempts, next_attempt_at, created_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)
-                             ON CONFLICT (notification_id) DO NOTHING",
+                        if let Some(obj) = body.as_object_mut() {
+                            obj.insert("host".into(), json!(host));
+                        }
+                        let id = notification_id(alert_id, transition, channel_id);
+                        enqueue(
+                            conn,
+                            id,
+                            client,
+                            channel_id,
+                            alert_id,
+                            transition,
+                            slug,
+                            &body,
+                            envelope.position,
+                            state,
+                            next_at,
+                            at,
                         )
-                        .bind(notification_id(alert_id, transition, channel_id).to_string())
-                        .bind(client)
-                        .bind(channel_id.to_string())
-                        .bind(alert_id.to_string())
-                        .bind(transition.key())
-                        .bind(slug)
-                        .bind(body.to_string())
-                        .bind(envelope.position)
-                        .bind(fmt_time(event.at()))
-                        .execute(&mut *conn)
                         .await?;
                     }
+                }
+                DomainEvent::Host(event) => {
+                    save_last_events(conn, &mut last_events).await?;
+                    apply_host(conn, envelope, event).await?;
                 }
                 DomainEvent::Notification(NotificationEvent::NotificationAttemptStarted(e)) => {
                     sqlx::query(
@@ -577,7 +939,8 @@ pub struct OutboxView {
     pub alert_id: Uuid,
     pub monitor: String,
     pub transition: String,
-    /// `pending`, `delivered`, `failed` (given up) or `cancelled` (the channel was removed).
+    /// `pending`, `delivered`, `failed` (given up), `cancelled` (the channel was removed) or
+    /// `inhibited` (a host alert covered it before it was sent: never sent).
     pub state: String,
     pub attempts: i64,
     pub created_at: Option<DateTime<Utc>>,
