@@ -271,20 +271,36 @@ impl App {
     /// Run after every change of the defaults, and at start-up for whatever a crash left undone.
     /// Returns how many monitors were brought up to date.
     pub async fn apply_client_defaults(&self, client: &str) -> Result<usize, StoreError> {
-        let defaults = self.client_defaults(client).await?;
+        let defaults = self.client_defaults(client).await?.normalized();
         let mut changed = 0;
         for stream in self.store.list_streams(&format!("monitor:{client}:")).await? {
-            let state = self.monitors.state(&stream).await?;
-            if !state.exists() || state.client_defaults() == defaults.clone().normalized() {
-                continue;
-            }
-            match self.monitors.execute(&stream, MonitorCommand::ApplyClientDefaults(defaults.clone()), None).await {
-                Ok(_) => changed += 1,
-                Err(CommandError::Domain(e)) => tracing::warn!(stream, error = %e, "client defaults not applied"),
-                Err(CommandError::Store(e)) => return Err(e),
+            if self.bring_up_to_date(&stream, &defaults).await? {
+                changed += 1;
             }
         }
         Ok(changed)
+    }
+
+    /// Records the client's current defaults on one monitor if its stream holds others (after
+    /// its creation, say, when they changed meanwhile). Returns whether it did.
+    pub async fn apply_client_defaults_to(&self, client: &str, slug: &str) -> Result<bool, StoreError> {
+        let defaults = self.client_defaults(client).await?.normalized();
+        self.bring_up_to_date(&streams::monitor(client, slug), &defaults).await
+    }
+
+    async fn bring_up_to_date(&self, stream: &str, defaults: &ClientDefaults) -> Result<bool, StoreError> {
+        let state = self.monitors.state(stream).await?;
+        if !state.exists() || &state.client_defaults() == defaults {
+            return Ok(false);
+        }
+        match self.monitors.execute(stream, MonitorCommand::ApplyClientDefaults(defaults.clone()), None).await {
+            Ok(_) => Ok(true),
+            Err(CommandError::Domain(e)) => {
+                tracing::warn!(stream, error = %e, "client defaults not applied");
+                Ok(false)
+            }
+            Err(CommandError::Store(e)) => Err(e),
+        }
     }
 
     pub async fn client_names(&self) -> anyhow::Result<Vec<String>> {

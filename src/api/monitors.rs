@@ -170,7 +170,7 @@ pub async fn create(
     let stream = streams::monitor(&caller.client, &input.slug);
     let mut outcome = app.monitors.execute(&stream, command, None).await?;
     // The client's defaults may have changed while this was decided.
-    if app.apply_client_defaults(&caller.client).await? > 0 {
+    if app.apply_client_defaults_to(&caller.client, &input.slug).await? {
         outcome.state = app.monitors.state(&stream).await?;
     }
     Ok(HttpResponse::build(StatusCode::CREATED)

@@ -313,7 +313,8 @@ async fn a_receiver_failing_for_five_minutes_gets_a_host_alert_and_the_rest_exac
             assert!(response.status().is_success());
         }
     };
-    app.create_monitor("flappy", "30s", "0s").await;
+    // Every change is notified: flapping is not collapsed here (this is about delivery).
+    app.create_monitor_with_policy("flappy", "30s", "0s", serde_json::json!({"flapping_threshold": 0})).await;
     app.beat("flappy").await;
     for i in 1..=5 {
         app.create_monitor(&format!("web-{i}"), "30s", "10s").await;
