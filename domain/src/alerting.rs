@@ -54,13 +54,7 @@ fn open(out: &mut Out, cause: AlertCause, at: DateTime<Utc>, message: String) {
         let event = if alert.recovered_at.is_some() {
             MonitorEvent::AlertRecurred(AlertRecurred { alert_id: alert.alert_id, cause, at, message })
         } else if alert.held.is_some() && releasable(s, cause) {
-            MonitorEvent::AlertAnnounced(AlertAnnounced {
-                alert_id: alert.alert_id,
-                cause,
-                opened_at: alert.opened_at,
-                at,
-                message: alert.message.clone(),
-            })
+            announced(alert, cause, at)
         } else {
             return;
         };
@@ -117,6 +111,16 @@ fn resolve(out: &mut Out, cause: AlertCause, at: DateTime<Utc>, message: String)
     out.push(event);
 }
 
+fn announced(alert: &OpenAlert, cause: AlertCause, at: DateTime<Utc>) -> MonitorEvent {
+    MonitorEvent::AlertAnnounced(AlertAnnounced {
+        alert_id: alert.alert_id,
+        cause,
+        opened_at: alert.opened_at,
+        at,
+        message: alert.message.clone(),
+    })
+}
+
 fn resolved(alert: &OpenAlert, cause: AlertCause, at: DateTime<Utc>, message: String, quiet: bool) -> MonitorEvent {
     MonitorEvent::AlertResolved(AlertResolved {
         alert_id: alert.alert_id,
@@ -160,13 +164,7 @@ fn release(out: &mut Out, at: DateTime<Utc>, flapping_settled: bool) {
                 format!("{}: {} ended at {}, while alerts were held", out.state.slug, what(cause), rfc3339(since));
             out.push(resolved(&alert, cause, at, message, false));
         } else if flapping_settled && alert.held.is_some() {
-            out.push(MonitorEvent::AlertAnnounced(AlertAnnounced {
-                alert_id: alert.alert_id,
-                cause,
-                opened_at: alert.opened_at,
-                at,
-                message: alert.message.clone(),
-            }));
+            out.push(announced(&alert, cause, at));
         }
     }
 }
@@ -349,13 +347,7 @@ pub(crate) fn policy_wake(state: &Monitor, at: DateTime<Utc>, wake: Wake) -> Vec
         }
         Wake::Announce(cause) => {
             let Some(alert) = state.alerts.get(&cause) else { return vec![] };
-            out.push(MonitorEvent::AlertAnnounced(AlertAnnounced {
-                alert_id: alert.alert_id,
-                cause,
-                opened_at: alert.opened_at,
-                at,
-                message: alert.message.clone(),
-            }));
+            out.push(announced(alert, cause, at));
         }
         Wake::FlappingSettles => {
             let message = format!("{} has been stable for {}", state.slug, policy.flapping_window);
