@@ -7,6 +7,7 @@ pub mod client;
 pub mod cron;
 pub mod event;
 pub mod ids;
+pub mod keys;
 pub mod monitor;
 pub mod notification;
 pub mod replay;
