@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
 use telltale_domain::EventPayload;
-use telltale_domain::client::{ClientAggregate, ClientCommand, Scope};
+use telltale_domain::client::{ClientAggregate, ClientCommand};
 use telltale_domain::ids::{self, streams};
 use telltale_domain::monitor::MonitorAggregate;
 use telltale_domain::system::{ServiceStarted, ServiceStopped, SystemEvent};
@@ -41,6 +39,8 @@ pub struct App {
     pub node_id: Uuid,
     /// When this process started to receive (recorded as `ServiceStarted` for a server).
     pub started_at: DateTime<Utc>,
+    /// Rate limits and failure counters.
+    pub guards: crate::limits::Guards,
     keys: KeyCache,
 }
 
@@ -58,24 +58,7 @@ pub enum Role {
     Cli,
 }
 
-/// A newly issued API key. The token is shown once and never stored.
-#[derive(Debug, Clone)]
-pub struct IssuedKey {
-    pub key_id: String,
-    pub token: String,
-}
-
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Splits `tt_<id>_<secret>` into id and secret.
-pub fn parse_token(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix("tt_")?;
-    let (id, secret) = rest.split_once('_')?;
-    let hexish = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hexish(id) && hexish(secret) && id.len() == 16 && secret.len() == 64).then_some((id, secret))
-}
+pub use crate::keys::{IssuedKey, hash_secret, parse_token};
 
 impl App {
     pub async fn open(config: Config, clock: SharedClock, role: Role) -> anyhow::Result<Arc<App>> {
@@ -136,7 +119,9 @@ impl App {
             let warmed = monitors.warm("monitor:").await?;
             tracing::info!(monitors = warmed, deadlines = detector.len(), "loaded monitor states");
         }
+        let guards = crate::limits::Guards::new(&config.limits);
         Ok(Arc::new(App {
+            guards,
             config,
             clock,
             store,
@@ -176,30 +161,6 @@ impl App {
 
     pub async fn client_exists(&self, name: &str) -> anyhow::Result<bool> {
         Ok(self.clients.state(&streams::client(name)).await?.registered)
-    }
-
-    /// Issues a key for `client`: `tt_<16 hex id>_<64 hex secret>`, 256 bits of secret.
-    pub async fn issue_key(
-        &self,
-        client: &str,
-        scopes: Vec<Scope>,
-        label: Option<String>,
-    ) -> anyhow::Result<IssuedKey> {
-        let mut id = [0u8; 8];
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut id);
-        rand::rng().fill_bytes(&mut secret);
-        let key_id = hex::encode(id);
-        let secret = hex::encode(secret);
-        let command = ClientCommand::IssueKey {
-            key_id: key_id.clone(),
-            secret_hash: hash_secret(&secret),
-            scopes,
-            label,
-            expires_at: None,
-        };
-        self.clients.execute(&streams::client(client), command, None).await.map_err(command_error)?;
-        Ok(IssuedKey { token: format!("tt_{key_id}_{secret}"), key_id })
     }
 
     /// A key's record, from a short-lived cache or the read model. After a change to any client

@@ -11,6 +11,8 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod detector;
+pub mod keys;
+pub mod limits;
 pub mod notify;
 pub mod replay;
 pub mod startup;

@@ -64,6 +64,7 @@ impl Application {
         let data = Data::from(app.clone());
         let mut server = HttpServer::new(move || {
             ActixApp::new()
+                .wrap(actix_web::middleware::from_fn(crate::api::auth::rotation_header))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .app_data(data.clone())
                 .configure(crate::api::configure)

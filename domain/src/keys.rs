@@ -190,14 +190,7 @@ impl KeyState {
 
     /// The rotation decision: a pure function of the key and the time.
     pub fn rotation(&self, now: DateTime<Utc>) -> Rotation {
-        if let Some(successor) = &self.successor {
-            return Rotation::Rotated { successor: successor.clone(), expires_at: self.expires_at };
-        }
-        match self.due_at() {
-            None => Rotation::Never,
-            Some(due_at) if now < due_at => Rotation::NotDue { due_at },
-            Some(since) => Rotation::Due { since },
-        }
+        rotation_status(self.issued_at, self.rotation, self.successor.as_deref(), self.expires_at, now)
     }
 
     /// Whether the key authenticated requests at `t`.
@@ -212,6 +205,24 @@ impl KeyState {
 
     pub fn is_live(&self) -> bool {
         self.revoked_at.is_none() && !self.expired
+    }
+}
+
+/// Where a key issued at `issued_at` stands in its rotation at `now`.
+pub fn rotation_status(
+    issued_at: DateTime<Utc>,
+    policy: Option<RotationPolicy>,
+    successor: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Rotation {
+    if let Some(successor) = successor {
+        return Rotation::Rotated { successor: successor.to_string(), expires_at };
+    }
+    match policy.map(|p| issued_at + p.every.to_delta()) {
+        None => Rotation::Never,
+        Some(due_at) if now < due_at => Rotation::NotDue { due_at },
+        Some(since) => Rotation::Due { since },
     }
 }
 
@@ -387,6 +398,19 @@ pub enum KeyFact<'a> {
     Revoked(&'a KeyRevoked),
     Expired(&'a KeyExpired),
     LockedOut(&'a KeyLockedOut),
+}
+
+impl KeyFact<'_> {
+    /// When it happened (for an expiry: the instant the key expired).
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            KeyFact::Issued(e) => e.at,
+            KeyFact::Rotated(e) => e.at,
+            KeyFact::Revoked(e) => e.at,
+            KeyFact::Expired(e) => e.at,
+            KeyFact::LockedOut(e) => e.at,
+        }
+    }
 }
 
 impl KeyHistory {
