@@ -109,37 +109,6 @@ pub fn open(predecessor_secret: &str, predecessor_id: &str, successor_id: &str, 
     String::from_utf8(plain).ok().map(Secret)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_token_round_trips_and_its_secret_is_256_bits() {
-        let (id, secret) = new_key();
-        let token = token(&id, &secret);
-        let (parsed_id, parsed_secret) = parse_token(token.expose()).unwrap();
-        assert_eq!((parsed_id, parsed_secret), (id.as_str(), secret.expose()));
-        assert_eq!(hex::decode(parsed_secret).unwrap().len(), 32);
-        assert!(secret_matches(secret.expose(), &hash_secret(secret.expose())));
-        assert!(!secret_matches(&random_hex(32), &hash_secret(secret.expose())));
-        assert_eq!(format!("{secret:?}"), "Secret(…)");
-    }
-
-    #[test]
-    fn only_the_predecessor_opens_its_successor() {
-        let (old_id, old) = new_key();
-        let (new_id, new) = new_key();
-        let sealed = seal(old.expose(), &old_id, &new_id, &new);
-        assert!(!sealed.contains(new.expose()));
-        assert_eq!(open(old.expose(), &old_id, &new_id, &sealed), Some(new.clone()));
-        assert_eq!(open(&random_hex(32), &old_id, &new_id, &sealed), None, "another secret");
-        assert_eq!(open(old.expose(), &old_id, "0000000000000000", &sealed), None, "bound to the ids");
-        let mut tampered = B64.decode(&sealed).unwrap();
-        *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(open(old.expose(), &old_id, &new_id, &B64.encode(tampered)), None);
-    }
-}
-
 use chrono::{DateTime, Utc};
 use telltale_domain::EventPayload as _;
 use telltale_domain::client::{ClientCommand, ClientError, ClientEvent, NewSuccessor, RotationPolicy, Scope};
@@ -304,5 +273,36 @@ impl App {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_round_trips_and_its_secret_is_256_bits() {
+        let (id, secret) = new_key();
+        let token = token(&id, &secret);
+        let (parsed_id, parsed_secret) = parse_token(token.expose()).unwrap();
+        assert_eq!((parsed_id, parsed_secret), (id.as_str(), secret.expose()));
+        assert_eq!(hex::decode(parsed_secret).unwrap().len(), 32);
+        assert!(secret_matches(secret.expose(), &hash_secret(secret.expose())));
+        assert!(!secret_matches(&random_hex(32), &hash_secret(secret.expose())));
+        assert_eq!(format!("{secret:?}"), "Secret(…)");
+    }
+
+    #[test]
+    fn only_the_predecessor_opens_its_successor() {
+        let (old_id, old) = new_key();
+        let (new_id, new) = new_key();
+        let sealed = seal(old.expose(), &old_id, &new_id, &new);
+        assert!(!sealed.contains(new.expose()));
+        assert_eq!(open(old.expose(), &old_id, &new_id, &sealed), Some(new.clone()));
+        assert_eq!(open(&random_hex(32), &old_id, &new_id, &sealed), None, "another secret");
+        assert_eq!(open(old.expose(), &old_id, "0000000000000000", &sealed), None, "bound to the ids");
+        let mut tampered = B64.decode(&sealed).unwrap();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(open(old.expose(), &old_id, &new_id, &B64.encode(tampered)), None);
     }
 }

@@ -123,6 +123,38 @@ pub fn retry_after_secs(wait: TimeDelta) -> u64 {
     ms.div_ceil(1000).max(1)
 }
 
+/// Every limit one server keeps.
+pub struct Guards {
+    /// Requests per API key.
+    pub key_rate: RateLimiter<String>,
+    /// Wrong secrets per (key id, address).
+    pub key_failures: FailureCounter<(String, String)>,
+    /// Sign-in attempts per address.
+    pub signin_rate: RateLimiter<String>,
+    /// Wrong passwords per account.
+    pub signin_failures: FailureCounter<String>,
+}
+
+impl Guards {
+    pub fn new(config: &crate::config::LimitsConfig) -> Guards {
+        let per_minute = config.signin_attempts_per_minute;
+        Guards {
+            key_rate: RateLimiter::new(Rate { per_second: config.key_requests_per_second, burst: config.key_burst }),
+            key_failures: FailureCounter::new(
+                config.key_failures_before_lockout,
+                config.key_lockout,
+                config.key_lockout,
+            ),
+            signin_rate: RateLimiter::new(Rate { per_second: f64::from(per_minute) / 60.0, burst: per_minute }),
+            signin_failures: FailureCounter::new(
+                config.signin_failures_before_lockout,
+                config.signin_lockout,
+                config.signin_lockout,
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -162,37 +194,5 @@ mod tests {
         assert_eq!(counter.fail(&"b", t(61_000)), Counted::Counted(1), "outside the window");
         counter.succeed(&"b");
         assert_eq!(counter.fail(&"b", t(61_001)), Counted::Counted(1));
-    }
-}
-
-/// Every limit one server keeps.
-pub struct Guards {
-    /// Requests per API key.
-    pub key_rate: RateLimiter<String>,
-    /// Wrong secrets per (key id, address).
-    pub key_failures: FailureCounter<(String, String)>,
-    /// Sign-in attempts per address.
-    pub signin_rate: RateLimiter<String>,
-    /// Wrong passwords per account.
-    pub signin_failures: FailureCounter<String>,
-}
-
-impl Guards {
-    pub fn new(config: &crate::config::LimitsConfig) -> Guards {
-        let per_minute = config.signin_attempts_per_minute;
-        Guards {
-            key_rate: RateLimiter::new(Rate { per_second: config.key_requests_per_second, burst: config.key_burst }),
-            key_failures: FailureCounter::new(
-                config.key_failures_before_lockout,
-                config.key_lockout,
-                config.key_lockout,
-            ),
-            signin_rate: RateLimiter::new(Rate { per_second: f64::from(per_minute) / 60.0, burst: per_minute }),
-            signin_failures: FailureCounter::new(
-                config.signin_failures_before_lockout,
-                config.signin_lockout,
-                config.signin_lockout,
-            ),
-        }
     }
 }
