@@ -36,6 +36,8 @@ pub struct App {
     pub monitors: Arc<Handler<MonitorAggregate>>,
     pub clients: Arc<Handler<ClientAggregate>>,
     pub detector: Arc<Detector>,
+    /// Records key expiries when they fall due.
+    pub key_detector: Arc<Detector<ClientAggregate>>,
     pub node_id: Uuid,
     /// When this process started to receive (recorded as `ServiceStarted` for a server).
     pub started_at: DateTime<Utc>,
@@ -108,16 +110,20 @@ impl App {
         let clients: Arc<Handler<ClientAggregate>> = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
         let keys: KeyCache = Arc::default();
         let cache = Arc::downgrade(&keys);
-        clients.set_hook(Arc::new(move |_, _| {
+        let key_detector = Detector::<ClientAggregate>::new(clock.clone());
+        let expiries = key_detector.hook(started_at);
+        clients.set_hook(Arc::new(move |stream, state| {
             if let Some(cache) = cache.upgrade() {
                 cache.lock().expect("key cache lock").clear();
             }
+            expiries(stream, state);
         }));
         let detector = Detector::new(clock.clone());
         monitors.set_hook(detector.hook(started_at));
         if role == Role::Server {
             let warmed = monitors.warm("monitor:").await?;
             tracing::info!(monitors = warmed, deadlines = detector.len(), "loaded monitor states");
+            clients.warm("client:").await?;
         }
         let guards = crate::limits::Guards::new(&config.limits);
         Ok(Arc::new(App {
@@ -130,6 +136,7 @@ impl App {
             monitors,
             clients,
             detector,
+            key_detector,
             node_id,
             started_at,
             keys,

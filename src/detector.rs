@@ -13,11 +13,49 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use telltale_domain::Aggregate;
+use telltale_domain::client::{Client, ClientAggregate, ClientCommand, ClientError};
 use telltale_domain::monitor::{Monitor, MonitorAggregate, MonitorCommand, MonitorError};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::SharedClock;
-use crate::commands::{CommandError, Handler};
+use crate::commands::{CommandError, Handler, IdempotencyAnchor};
+
+/// An aggregate that time changes: the detector wakes its streams and ticks them.
+pub trait Timed: Aggregate + IdempotencyAnchor + 'static {
+    /// The command that records what time made true.
+    fn tick() -> Self::Command;
+    /// When the stream must be ticked next.
+    fn next_wake(state: &Self::State, service_started_at: DateTime<Utc>) -> Option<DateTime<Utc>>;
+    /// A refusal that means the stream is gone (nothing to retry).
+    fn gone(error: &Self::Error) -> bool;
+}
+
+impl Timed for MonitorAggregate {
+    fn tick() -> MonitorCommand {
+        MonitorCommand::Tick
+    }
+    fn next_wake(state: &Monitor, service_started_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        state.next_wake(service_started_at)
+    }
+    fn gone(error: &MonitorError) -> bool {
+        matches!(error, MonitorError::NotFound(_))
+    }
+}
+
+/// Keys expire with time: the client stream is ticked when its next key expires, which records
+/// `KeyExpired` stamped with the instant of expiry.
+impl Timed for ClientAggregate {
+    fn tick() -> ClientCommand {
+        ClientCommand::Tick
+    }
+    fn next_wake(state: &Client, _: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        telltale_domain::keys::next_expiry(&state.keys)
+    }
+    fn gone(error: &ClientError) -> bool {
+        matches!(error, ClientError::NotFound(_))
+    }
+}
 
 /// Monitors ticked at once when many deadlines fall together.
 const CONCURRENT_TICKS: usize = 64;
@@ -28,17 +66,24 @@ struct Deadlines {
     by_stream: HashMap<String, DateTime<Utc>>,
 }
 
-pub struct Detector {
+pub struct Detector<A: Timed = MonitorAggregate> {
     deadlines: Mutex<Deadlines>,
     /// Ticks taken off the queue and not yet decided.
     in_flight: AtomicUsize,
     wake: Notify,
     clock: SharedClock,
+    _aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
-impl Detector {
-    pub fn new(clock: SharedClock) -> Arc<Detector> {
-        Arc::new(Detector { deadlines: Mutex::default(), in_flight: AtomicUsize::new(0), wake: Notify::new(), clock })
+impl<A: Timed> Detector<A> {
+    pub fn new(clock: SharedClock) -> Arc<Detector<A>> {
+        Arc::new(Detector {
+            deadlines: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            wake: Notify::new(),
+            clock,
+            _aggregate: std::marker::PhantomData,
+        })
     }
 
     /// Sets (or clears) the deadline of one monitor stream.
@@ -63,12 +108,12 @@ impl Detector {
         }
     }
 
-    /// The hook for the monitor handler: keeps this detector's deadline for a stream current.
-    pub fn hook(self: &Arc<Self>, service_started_at: DateTime<Utc>) -> crate::commands::StateHook<Monitor> {
+    /// The hook for the aggregate's handler: keeps this detector's deadline for a stream current.
+    pub fn hook(self: &Arc<Self>, service_started_at: DateTime<Utc>) -> crate::commands::StateHook<A::State> {
         let detector = Arc::downgrade(self);
-        Arc::new(move |stream: &str, state: &Monitor| {
+        Arc::new(move |stream: &str, state: &A::State| {
             if let Some(detector) = detector.upgrade() {
-                detector.schedule(stream, state.next_wake(service_started_at));
+                detector.schedule(stream, A::next_wake(state, service_started_at));
             }
         })
     }
@@ -110,7 +155,7 @@ impl Detector {
     }
 
     /// Runs until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, monitors: Arc<Handler<MonitorAggregate>>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, monitors: Arc<Handler<A>>, mut shutdown: watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -134,15 +179,16 @@ impl Detector {
     /// Ticks every monitor whose wake is at or before `now`, and waits for them. A clean stop
     /// calls it before recording itself, so that `ServiceStopped` means "everything due before
     /// this was acted on", which replay relies on.
-    pub async fn act_on_due(self: &Arc<Self>, monitors: &Arc<Handler<MonitorAggregate>>, now: DateTime<Utc>) {
+    pub async fn act_on_due(self: &Arc<Self>, monitors: &Arc<Handler<A>>, now: DateTime<Utc>) {
         let due = self.take_due(now);
         futures::stream::iter(due)
             .for_each_concurrent(CONCURRENT_TICKS, |stream| {
                 let monitors = monitors.clone();
                 let detector = self.clone();
                 async move {
-                    match monitors.execute(&stream, MonitorCommand::Tick, None).await {
-                        Ok(_) | Err(CommandError::Domain(MonitorError::NotFound(_))) => {}
+                    match monitors.execute(&stream, A::tick(), None).await {
+                        Ok(_) => {}
+                        Err(CommandError::Domain(e)) if A::gone(&e) => {}
                         Err(e) => {
                             tracing::error!(stream, error = %e, "detector: a tick failed; retrying in 1s");
                             let retry = detector.clock.now() + chrono::TimeDelta::seconds(1);

@@ -58,6 +58,7 @@ impl Application {
         let tasks = vec![
             tokio::spawn(app.projector.clone().run(rx.clone())),
             tokio::spawn(app.detector.clone().run(app.monitors.clone(), rx.clone())),
+            tokio::spawn(app.key_detector.clone().run(app.clients.clone(), rx.clone())),
             tokio::spawn(Dispatcher::new(app.clone(), public_url).run(rx)),
         ];
 

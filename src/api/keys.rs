@@ -390,10 +390,13 @@ pub async fn key_audit(
     at: Option<DateTime<Utc>>,
     key_id: Option<&str>,
 ) -> Result<KeyAudit, ApiError> {
-    let history = app.key_history(client, at).await?;
+    let mut history = app.key_history(client, None).await?;
     let line = key_id.and_then(|k| history.keys.get(k)).map(|k| k.lineage.clone());
     if key_id.is_some() && line.is_none() {
         return Err(ApiError::not_found("key_not_found", "no such key for this key's client"));
+    }
+    if at.is_some() {
+        history = app.key_history(client, at).await?;
     }
     let in_line = |id: &str| match &line {
         None => true,

@@ -20,6 +20,72 @@ use telltale_domain::span::Span;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// Every log line the application wrote in this test process, at the most verbose level
+/// telltale logs at, so that a test can check that no secret ever reached a log.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber (once per process).
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::new(
+            "info,telltale=trace,telltale_projections=trace,actix_web=debug,actix_http=debug,sqlx=warn",
+        );
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(|| Capture).try_init();
+    });
+}
+
+/// Fails the test if any of `secrets` appears in a captured log line.
+pub fn assert_no_secret_logged(secrets: &[String]) {
+    let logs = captured_logs();
+    for secret in secrets {
+        let (_, tail) = secret.rsplit_once('_').unwrap_or(("", secret));
+        for needle in [secret.as_str(), tail] {
+            if needle.len() >= 16 && logs.contains(needle) {
+                let line = logs.lines().find(|l| l.contains(needle)).unwrap_or_default();
+                panic!("a secret reached the logs: {line}");
+            }
+        }
+    }
+}
+
+/// The secrets a test app handed out; checked against the logs when the app goes away.
+#[derive(Default)]
+pub struct Secrets(Mutex<Vec<String>>);
+
+impl Secrets {
+    pub fn remember(&self, secret: &str) {
+        self.0.lock().unwrap().push(secret.to_string());
+    }
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_no_secret_logged(&self.all());
+        }
+    }
+}
+
 /// An HTTP client (with the process's one TLS crypto provider installed).
 pub fn http_client() -> reqwest::Client {
     telltale::app::install_crypto();
@@ -39,6 +105,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub dir: Arc<tempfile::TempDir>,
     pub port: u16,
+    /// Every key secret handed out in this test: none may reach a log line.
+    pub secrets: Arc<Secrets>,
     handle: ServerHandle,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -74,6 +142,7 @@ impl TestApp {
 
     /// Like [`TestApp::spawn_with`], with a change to the configuration.
     pub async fn spawn_configured(options: Options, configure: impl FnOnce(&mut Config)) -> TestApp {
+        capture_logs();
         let dir = options.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
         let clock = options.clock.unwrap_or_else(|| ManualClock::new(t0()));
         let shared: SharedClock = Arc::new(clock.clone());
@@ -88,7 +157,10 @@ impl TestApp {
             app.register_client("acme").await.unwrap();
         }
         let key = app.issue_key("acme", Scope::DEFAULT.to_vec(), None).await.unwrap().token;
+        let secrets = Arc::new(Secrets::default());
+        secrets.remember(&key);
         TestApp {
+            secrets,
             base: format!("http://127.0.0.1:{port}"),
             http: http_client(),
             key,
@@ -117,7 +189,9 @@ impl TestApp {
         if !self.app.client_exists(client).await.unwrap() {
             self.app.register_client(client).await.unwrap();
         }
-        self.app.issue_key(client, scopes.to_vec(), None).await.unwrap().token
+        let key = self.app.issue_key(client, scopes.to_vec(), None).await.unwrap().token;
+        self.secrets.remember(&key);
+        key
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -187,7 +261,7 @@ impl TestApp {
         let now = self.clock.now();
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                if self.app.detector.idle_at(now) {
+                if self.app.detector.idle_at(now) && self.app.key_detector.idle_at(now) {
                     let head = self.app.store.head().await.unwrap();
                     if self.app.projector.wait_for(head, Duration::from_millis(50)).await {
                         return;
