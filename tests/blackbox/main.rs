@@ -15,4 +15,5 @@ mod notifications;
 mod openapi;
 mod process;
 mod rebuild;
+mod rotation;
 mod schedules;
