@@ -10,6 +10,7 @@ mod concurrency;
 mod dashboard;
 mod detection;
 mod ingest;
+mod isolation;
 mod keys;
 mod notifications;
 mod openapi;
