@@ -108,6 +108,8 @@ impl App {
         };
         let monitors = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
         let clients: Arc<Handler<ClientAggregate>> = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        // The CLI writes client streams while the server runs (keys, clients).
+        clients.catch_up_before_use();
         let keys: KeyCache = Arc::default();
         let cache = Arc::downgrade(&keys);
         let key_detector = Detector::<ClientAggregate>::new(clock.clone());

@@ -14,6 +14,7 @@ pub mod replay;
 pub mod schedule;
 pub mod span;
 pub mod system;
+pub mod users;
 
 pub use aggregate::{Aggregate, Context};
 pub use event::{DecodeError, EncodedEvent, EventPayload, RecordedEvent};
@@ -25,6 +26,7 @@ use client::ClientEvent;
 use monitor::MonitorEvent;
 use notification::NotificationEvent;
 use system::SystemEvent;
+use users::UserEvent;
 
 /// Any stored event, decoded by its type name.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +35,7 @@ pub enum DomainEvent {
     Client(ClientEvent),
     System(SystemEvent),
     Notification(NotificationEvent),
+    User(UserEvent),
 }
 
 impl DomainEvent {
@@ -45,6 +48,8 @@ impl DomainEvent {
             SystemEvent::decode(event_type, schema_version, data).map(DomainEvent::System)
         } else if NotificationEvent::TYPES.contains(&event_type) {
             NotificationEvent::decode(event_type, schema_version, data).map(DomainEvent::Notification)
+        } else if UserEvent::TYPES.contains(&event_type) {
+            UserEvent::decode(event_type, schema_version, data).map(DomainEvent::User)
         } else {
             Err(DecodeError::UnknownType(event_type.to_string()))
         }
