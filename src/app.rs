@@ -12,6 +12,7 @@ use telltale_domain::client::{ClientAggregate, ClientCommand};
 use telltale_domain::ids::{self, streams};
 use telltale_domain::monitor::MonitorAggregate;
 use telltale_domain::system::{ServiceStarted, ServiceStopped, SystemEvent};
+use telltale_domain::users::UserAggregate;
 use telltale_projections::models::clients::{self, KeyRecord};
 use telltale_projections::{Projector, ReadDb};
 use uuid::Uuid;
@@ -35,6 +36,8 @@ pub struct App {
     pub projector: Arc<Projector>,
     pub monitors: Arc<Handler<MonitorAggregate>>,
     pub clients: Arc<Handler<ClientAggregate>>,
+    /// The user directory (one stream).
+    pub users: Arc<Handler<UserAggregate>>,
     pub detector: Arc<Detector>,
     /// Records key expiries when they fall due.
     pub key_detector: Arc<Detector<ClientAggregate>>,
@@ -108,8 +111,10 @@ impl App {
         };
         let monitors = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
         let clients: Arc<Handler<ClientAggregate>> = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
-        // The CLI writes client streams while the server runs (keys, clients).
+        // The CLI writes client streams and the directory while the server runs.
         clients.catch_up_before_use();
+        let users: Arc<Handler<UserAggregate>> = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        users.catch_up_before_use();
         let keys: KeyCache = Arc::default();
         let cache = Arc::downgrade(&keys);
         let key_detector = Detector::<ClientAggregate>::new(clock.clone());
@@ -137,6 +142,7 @@ impl App {
             projector,
             monitors,
             clients,
+            users,
             detector,
             key_detector,
             node_id,

@@ -389,3 +389,5 @@ impl IdempotencyAnchor for telltale_domain::monitor::MonitorAggregate {
 }
 
 impl IdempotencyAnchor for telltale_domain::client::ClientAggregate {}
+
+impl IdempotencyAnchor for telltale_domain::users::UserAggregate {}

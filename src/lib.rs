@@ -17,4 +17,5 @@ pub mod notify;
 pub mod replay;
 pub mod startup;
 pub mod store;
+pub mod users;
 pub mod web;

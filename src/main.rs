@@ -455,6 +455,43 @@ fn print_replay(report: &telltale::replay::ReplayReport) {
     );
 }
 
+async fn users_command(app: &App, command: UsersCommand) -> anyhow::Result<()> {
+    let base = app.config.public_url.clone().unwrap_or_else(|| format!("http://{}", app.config.listen));
+    let base = base.trim_end_matches('/').to_string();
+    match command {
+        UsersCommand::Add { name, client, role, operator } => {
+            let role = if operator {
+                telltale_domain::users::Role::Operator
+            } else {
+                telltale_domain::users::Role::parse(&role)
+                    .filter(|r| *r != telltale_domain::users::Role::Operator)
+                    .with_context(|| format!("unknown role `{role}`: use viewer or admin, or --operator"))?
+            };
+            app.add_user(&name, client.as_deref(), role, "cli").await?;
+            let link = app.issue_sign_in_link(&name, "cli").await?;
+            eprintln!("added {name} ({}); this one-time link (valid 24 h) lets them choose a password:", role.as_str());
+            println!("{base}/welcome?token={}", link.expose());
+        }
+        UsersCommand::Link { name } => {
+            let link = app.issue_sign_in_link(&name, "cli").await?;
+            eprintln!("a one-time sign-in link for {name} (valid 24 h; it sets a new password):");
+            println!("{base}/welcome?token={}", link.expose());
+        }
+        UsersCommand::List => {
+            let directory = app.directory().await?;
+            for (name, user) in directory.users.iter().filter(|(_, u)| !u.removed) {
+                let state = if user.password_hash.is_some() { "" } else { "  (has not set a password yet)" };
+                println!(
+                    "{name:<24}  {:<8}  {}{state}",
+                    user.role.as_str(),
+                    user.client.as_deref().unwrap_or("every client")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn print_audit(audit: &telltale::api::keys::KeyAudit) {
     let time = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     println!("key history of client {}", audit.client);
@@ -502,7 +539,12 @@ async fn serve(config: Config, no_bootstrap: bool) -> anyhow::Result<()> {
     let first_start = app.client_names().await?.is_empty();
     if first_start && !no_bootstrap {
         app.register_client("default").await?;
-        let key = app.issue_key("default", Scope::DEFAULT.to_vec(), Some("created on first start".into())).await?;
+        let options = telltale::keys::KeyOptions {
+            label: Some("created on first start".into()),
+            by: Some("bootstrap".into()),
+            ..telltale::keys::KeyOptions::scopes(Scope::DEFAULT.to_vec())
+        };
+        let key = app.issue_key_with("default", options).await?;
         say!();
         say!("First start: created the client `default` and this API key (shown only once, keep it):");
         say!("  {}", key.token);
@@ -519,6 +561,18 @@ async fn serve(config: Config, no_bootstrap: bool) -> anyhow::Result<()> {
         "       -H 'Content-Type: application/json' -d '{{\"slug\": \"my-job\", \"schedule\": {{\"every\": \"1m\"}}, \"grace\": \"30s\"}}'"
     );
     say!("  curl -X POST {base}/v1/monitors/my-job/heartbeat -H \"Authorization: Bearer $TELLTALE_KEY\"");
+    let directory = app.directory().await?;
+    if directory.users.is_empty() && !no_bootstrap {
+        app.add_user("admin", None, telltale_domain::users::Role::Operator, "bootstrap").await?;
+        let link = app.issue_sign_in_link("admin", "bootstrap").await?;
+        say!();
+        say!("Sign in to the dashboard as `admin` (an operator: every client) with this one-time link; it");
+        say!("works once, within 24 h, and lets you choose a password:");
+        say!("  {base}/welcome?token={}", link.expose());
+    } else if !directory.users.values().any(|u| u.password_hash.is_some()) {
+        say!();
+        say!("Nobody has set a dashboard password yet: `telltale users link admin` prints a new sign-in link.");
+    }
     say!();
     say!("Stop with Ctrl-C.");
     application.run_until_stopped().await

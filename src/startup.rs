@@ -65,8 +65,12 @@ impl Application {
         let data = Data::from(app.clone());
         let mut server = HttpServer::new(move || {
             ActixApp::new()
+                .wrap(actix_web::middleware::from_fn(crate::web::auth::csrf_guard))
                 .wrap(actix_web::middleware::from_fn(crate::api::auth::rotation_header))
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(
+                    Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                        .custom_request_replace("request", crate::web::auth::redacted_request_line),
+                )
                 .app_data(data.clone())
                 .configure(crate::api::configure)
                 .configure(crate::web::configure)

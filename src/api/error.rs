@@ -158,6 +158,18 @@ impl From<ClientError> for ApiError {
     }
 }
 
+impl From<telltale_domain::users::UserError> for ApiError {
+    fn from(e: telltale_domain::users::UserError) -> ApiError {
+        use telltale_domain::users::UserError;
+        match e {
+            UserError::AlreadyExists(_) => ApiError::conflict("user_exists", e.to_string()),
+            UserError::NotFound(_) => ApiError::not_found("user_not_found", e.to_string()),
+            UserError::LinkNotValid => ApiError::not_found("link_not_valid", e.to_string()),
+            UserError::Invalid(m) => ApiError::unprocessable("invalid_value", m),
+        }
+    }
+}
+
 impl<E: std::error::Error + Into<ApiError> + 'static> From<CommandError<E>> for ApiError {
     fn from(e: CommandError<E>) -> ApiError {
         match e {

@@ -249,6 +249,31 @@ impl TestApp {
         self.log().await.into_iter().filter(|e| e.stream_id == stream).map(|e| e.event_type).collect()
     }
 
+    /// Adds a dashboard user with a password (set through a one-time link, as a person would).
+    pub async fn user(&self, name: &str, client: Option<&str>, role: telltale_domain::users::Role, password: &str) {
+        self.app.add_user(name, client, role, "test").await.unwrap();
+        let link = self.app.issue_sign_in_link(name, "test").await.unwrap();
+        self.app.set_password_with_link(link.expose(), password).await.unwrap();
+    }
+
+    /// Signs in over HTTP as a browser would; returns the `Cookie` header to send afterwards
+    /// (session and CSRF cookies) and the CSRF token.
+    pub async fn sign_in(&self, name: &str, password: &str) -> (String, String) {
+        let page = self.http.get(self.url("/signin")).send().await.unwrap();
+        let csrf = cookie_of(&page, "tt_csrf").expect("the sign-in page sets a CSRF cookie");
+        let response = self
+            .http
+            .post(self.url("/signin"))
+            .header("cookie", format!("tt_csrf={csrf}"))
+            .form(&[("name", name), ("password", password), ("csrf", &csrf), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{name} signs in");
+        let session = cookie_of(&response, "tt_session").expect("a session cookie");
+        (format!("tt_session={session}; tt_csrf={csrf}"), csrf)
+    }
+
     /// Moves the clock and waits until the detector has acted on every deadline up to then and
     /// the read models hold the result.
     pub async fn advance(&self, by: TimeDelta) {
@@ -436,6 +461,16 @@ where
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// The value a response sets for cookie `name`.
+pub fn cookie_of(response: &Response, name: &str) -> Option<String> {
+    response.headers().get_all("set-cookie").iter().find_map(|v| {
+        let text = v.to_str().ok()?;
+        let (pair, _) = text.split_once(';').unwrap_or((text, ""));
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    })
 }
 
 /// A port nothing listens on (bound, then released).

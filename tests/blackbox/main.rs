@@ -1,5 +1,6 @@
 //! Black-box tests: the real application over HTTP, a real SQLite file, real HTTP peers.
 
+mod browser;
 mod common;
 mod smtp;
 
