@@ -89,7 +89,11 @@ impl Drop for Secrets {
 /// An HTTP client (with the process's one TLS crypto provider installed).
 pub fn http_client() -> reqwest::Client {
     telltale::app::install_crypto();
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 pub fn t0() -> DateTime<Utc> {

@@ -19,3 +19,4 @@ mod process;
 mod rebuild;
 mod rotation;
 mod schedules;
+mod signin;
