@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         // The benchmark measures the server, not the per-key rate limit.
         limits: telltale::config::LimitsConfig {
             key_requests_per_second: 1e9,
-            key_burst: u32::MAX,
+            key_burst: 1_000_000,
             ..Default::default()
         },
         ..Config::default()

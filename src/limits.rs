@@ -36,7 +36,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
     /// Takes one request for `name` at `now`; refused with how long to wait when over the rate.
     pub fn take(&self, name: &K, now: DateTime<Utc>) -> Result<(), TimeDelta> {
         let emission = self.emission();
-        let tolerance = emission * (self.rate.burst.max(1) as i32 - 1);
+        let tolerance = emission * (self.rate.burst.clamp(1, 1_000_000_000) as i32 - 1);
         let mut tat = self.tat.lock().expect("rate limiter lock");
         if tat.len() > 100_000 {
             tat.retain(|_, t| *t > now);

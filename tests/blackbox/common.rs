@@ -278,6 +278,18 @@ impl TestApp {
         (format!("tt_session={session}; tt_csrf={csrf}"), csrf)
     }
 
+    /// A dashboard page as an operator sees it (signed in as `operator`, added on first use).
+    pub async fn dashboard(&self, path: &str) -> String {
+        const PASSWORD: &str = "operator password";
+        if self.app.person("operator").await.is_none() {
+            self.user("operator", None, telltale_domain::users::Role::Operator, PASSWORD).await;
+        }
+        let (cookie, _) = self.sign_in("operator", PASSWORD).await;
+        let response = self.http.get(self.url(path)).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.text().await.unwrap()
+    }
+
     /// Moves the clock and waits until the detector has acted on every deadline up to then and
     /// the read models hold the result.
     pub async fn advance(&self, by: TimeDelta) {
