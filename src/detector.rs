@@ -6,6 +6,9 @@
 //! cannot alert twice for one miss: once the miss is recorded its wake is gone. The wakes come
 //! from the command handler's hook, which runs after every change and for every monitor at
 //! start-up.
+//!
+//! The same machinery, over client streams, records key expiries (`KeyExpired`, stamped with
+//! the instant the key expired): see [`Timed`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,7 +158,7 @@ impl<A: Timed> Detector<A> {
     }
 
     /// Runs until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, monitors: Arc<Handler<A>>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, handler: Arc<Handler<A>>, mut shutdown: watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -172,21 +175,21 @@ impl<A: Timed> Detector<A> {
                 _ = self.wake.notified() => continue,
                 _ = shutdown.changed() => continue,
             }
-            self.act_on_due(&monitors, self.clock.now()).await;
+            self.act_on_due(&handler, self.clock.now()).await;
         }
     }
 
     /// Ticks every monitor whose wake is at or before `now`, and waits for them. A clean stop
     /// calls it before recording itself, so that `ServiceStopped` means "everything due before
     /// this was acted on", which replay relies on.
-    pub async fn act_on_due(self: &Arc<Self>, monitors: &Arc<Handler<A>>, now: DateTime<Utc>) {
+    pub async fn act_on_due(self: &Arc<Self>, handler: &Arc<Handler<A>>, now: DateTime<Utc>) {
         let due = self.take_due(now);
         futures::stream::iter(due)
             .for_each_concurrent(CONCURRENT_TICKS, |stream| {
-                let monitors = monitors.clone();
+                let handler = handler.clone();
                 let detector = self.clone();
                 async move {
-                    match monitors.execute(&stream, A::tick(), None).await {
+                    match handler.execute(&stream, A::tick(), None).await {
                         Ok(_) => {}
                         Err(CommandError::Domain(e)) if A::gone(&e) => {}
                         Err(e) => {

@@ -16,11 +16,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use chrono::{DateTime, Utc};
 use hkdf::Hkdf;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use telltale_domain::EventPayload as _;
+use telltale_domain::client::{ClientCommand, ClientError, ClientEvent, NewSuccessor, RotationPolicy, Scope};
+use telltale_domain::ids::streams;
+use telltale_domain::keys::{KeyFact, KeyHistory, newest_of};
+
+use crate::app::App;
+use crate::commands::CommandError;
+use crate::store::StoreError;
 
 const SEAL_SALT: &[u8] = b"telltale key rotation v1";
 
@@ -108,16 +117,6 @@ pub fn open(predecessor_secret: &str, predecessor_id: &str, successor_id: &str, 
         .ok()?;
     String::from_utf8(plain).ok().map(Secret)
 }
-
-use chrono::{DateTime, Utc};
-use telltale_domain::EventPayload as _;
-use telltale_domain::client::{ClientCommand, ClientError, ClientEvent, NewSuccessor, RotationPolicy, Scope};
-use telltale_domain::ids::streams;
-use telltale_domain::keys::{KeyFact, KeyHistory, newest_of};
-
-use crate::app::App;
-use crate::commands::CommandError;
-use crate::store::StoreError;
 
 /// A newly issued API key. The token is shown once and never stored.
 #[derive(Clone)]
