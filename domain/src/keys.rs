@@ -183,6 +183,38 @@ pub enum Rotation {
 }
 
 impl KeyState {
+    /// A key of generation 0 issued at `at`, first of line `lineage`.
+    fn new(
+        scopes: &[Scope],
+        at: DateTime<Utc>,
+        by: &Option<String>,
+        label: &Option<String>,
+        expires_at: Option<DateTime<Utc>>,
+        rotation: Option<RotationPolicy>,
+        lineage: &str,
+    ) -> KeyState {
+        KeyState {
+            scopes: scopes.to_vec(),
+            issued_at: at,
+            revoked_at: None,
+            revoked_by: None,
+            issued_by: by.clone(),
+            label: label.clone(),
+            expires_at,
+            line_expires_at: expires_at,
+            expired: false,
+            rotation,
+            generation: 0,
+            lineage: lineage.to_string(),
+            predecessor: None,
+            successor: None,
+            rotated_at: None,
+            rotated_by: None,
+            sealed: None,
+            lockouts: BTreeMap::new(),
+        }
+    }
+
     /// When it becomes due, if it rotates.
     pub fn due_at(&self) -> Option<DateTime<Utc>> {
         self.rotation.map(|r| self.issued_at + r.every.to_delta())
@@ -231,29 +263,8 @@ pub type Keys = BTreeMap<String, KeyState>;
 
 /// Applies one key event to the key map.
 pub fn evolve_issued(keys: &mut Keys, e: &KeyIssued) {
-    keys.insert(
-        e.key_id.clone(),
-        KeyState {
-            scopes: e.scopes.clone(),
-            issued_at: e.at,
-            revoked_at: None,
-            revoked_by: None,
-            issued_by: e.by.clone(),
-            label: e.label.clone(),
-            expires_at: e.expires_at,
-            line_expires_at: e.expires_at,
-            expired: false,
-            rotation: e.rotation,
-            generation: 0,
-            lineage: e.key_id.clone(),
-            predecessor: None,
-            successor: None,
-            rotated_at: None,
-            rotated_by: None,
-            sealed: None,
-            lockouts: BTreeMap::new(),
-        },
-    );
+    let key = KeyState::new(&e.scopes, e.at, &e.by, &e.label, e.expires_at, e.rotation, &e.key_id);
+    keys.insert(e.key_id.clone(), key);
 }
 
 pub fn evolve_rotated(keys: &mut Keys, e: &KeyRotated) {
@@ -267,29 +278,13 @@ pub fn evolve_rotated(keys: &mut Keys, e: &KeyRotated) {
         }
         None => e.key_id.clone(),
     };
-    keys.insert(
-        e.successor_id.clone(),
-        KeyState {
-            scopes: e.scopes.clone(),
-            issued_at: e.at,
-            revoked_at: None,
-            revoked_by: None,
-            issued_by: e.by.clone(),
-            label: e.label.clone(),
-            expires_at: e.expires_at,
-            line_expires_at: e.expires_at,
-            expired: false,
-            rotation: Some(e.rotation),
-            generation: e.generation,
-            lineage,
-            predecessor: Some(e.key_id.clone()),
-            successor: None,
-            rotated_at: None,
-            rotated_by: None,
-            sealed: Some(e.sealed_successor.clone()),
-            lockouts: BTreeMap::new(),
-        },
-    );
+    let key = KeyState {
+        generation: e.generation,
+        predecessor: Some(e.key_id.clone()),
+        sealed: Some(e.sealed_successor.clone()),
+        ..KeyState::new(&e.scopes, e.at, &e.by, &e.label, e.expires_at, Some(e.rotation), &lineage)
+    };
+    keys.insert(e.successor_id.clone(), key);
 }
 
 pub fn evolve_revoked(keys: &mut Keys, e: &KeyRevoked) {

@@ -74,7 +74,7 @@ fn forbidden_page(message: &str) -> HttpResponse {
 }
 
 /// Middleware: checks the CSRF token of every state-changing request outside the API, and gives
-/// every browser a token cookie.
+/// every browser that loads a page a token cookie.
 pub async fn csrf_guard(
     mut req: ServiceRequest,
     next: Next<BoxBody>,
@@ -91,7 +91,12 @@ pub async fn csrf_guard(
         }
         let secure = req.app_data::<Data<App>>().is_some_and(|app| secure(app));
         let mut response = next.call(req).await?;
-        if let Some(token) = fresh {
+        let html = response
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        if let Some(token) = fresh.filter(|_| html) {
             let cookie =
                 Cookie::build(CSRF_COOKIE, token).path("/").same_site(SameSite::Strict).secure(secure).finish();
             if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {

@@ -216,13 +216,7 @@ async fn audit_page(
     let Some((clients, client)) = managed(&app, &person, query.client.as_deref()).await? else {
         return Ok(not_found_page());
     };
-    let at = match query.at.as_deref().filter(|a| !a.is_empty()) {
-        None => None,
-        Some(at) => match DateTime::parse_from_rfc3339(at) {
-            Ok(t) => Some(t.with_timezone(&Utc)),
-            Err(_) => None,
-        },
-    };
+    let at = query.at.as_deref().and_then(|a| DateTime::parse_from_rfc3339(a).ok()).map(|t| t.with_timezone(&Utc));
     let key = query.key.as_deref().filter(|k| !k.is_empty());
     let audit = match key_audit(&app, &client, at, key).await {
         Ok(audit) => audit,
