@@ -80,6 +80,7 @@ async fn three_processes_sharing_a_key_rotate_without_one_failed_request_and_end
     const GENERATIONS: u64 = 4;
     let mut keys = vec![issued.token.clone()];
     let mut pings = 0;
+    let mut stderr = String::new();
     for generation in 1..=GENERATIONS {
         app.advance(secs(61)).await;
         // Three processes at once: each sees the header, one rotates, the others find the file
@@ -91,6 +92,7 @@ async fn three_processes_sharing_a_key_rotate_without_one_failed_request_and_end
         let mut rewrote = 0;
         for output in outputs {
             let output = output.unwrap();
+            stderr.push_str(&String::from_utf8_lossy(&output.stderr));
             assert_eq!(failed(&output), None, "generation {generation}");
             rewrote += usize::from(String::from_utf8_lossy(&output.stderr).contains("rotated the key in"));
             pings += 1;
@@ -141,4 +143,43 @@ async fn three_processes_sharing_a_key_rotate_without_one_failed_request_and_end
         "the predecessors expired: {audit}"
     );
     assert_no_secret_logged(&keys);
+    for key in &keys {
+        assert!(!stderr.contains(&key[20..]), "an agent printed a secret: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_given_in_the_environment_is_not_rewritten_but_its_successor_is_used_once_issued() {
+    let app = TestApp::spawn().await;
+    app.create_monitor("job", "1h", "1h").await;
+    let options = KeyOptions {
+        rotation: Some(RotationPolicy { every: Span::from_secs(60), overlap: Span::from_secs(600) }),
+        ..KeyOptions::scopes(vec![Scope::Ingest])
+    };
+    let issued = app.app.issue_key_with("acme", options).await.unwrap();
+    app.secrets.remember(&issued.token);
+    let home = tempfile::tempdir().unwrap();
+    let ping = || {
+        let mut command = agent(home.path(), &app.base, Path::new("/nonexistent"), &["ping", "job"]);
+        command.env_remove("TELLTALE_KEY_FILE").env("TELLTALE_KEY", &issued.token);
+        command
+    };
+    app.advance(secs(60)).await;
+    let due = ping().output().await.unwrap();
+    let said = String::from_utf8_lossy(&due.stderr).into_owned();
+    assert!(due.status.success(), "{said}");
+    assert!(said.contains("telltale can only rotate a key it reads from a file"), "{said}");
+    assert!(!app.log_types("client:acme").await.contains(&"KeyRotated".to_string()), "not rotated");
+
+    // Once another holder rotated it, a process with the old key uses the successor.
+    let (_, _, rotated) = {
+        let response = app.post_as(&issued.token, "/v1/keys/rotate", serde_json::json!({})).await;
+        (response.status(), (), response.json::<Value>().await.unwrap())
+    };
+    app.secrets.remember(rotated["key"].as_str().unwrap());
+    let after = ping().output().await.unwrap();
+    let said = String::from_utf8_lossy(&after.stderr).into_owned();
+    assert!(after.status.success() && said.contains("using its successor for this run"), "{said}");
+    assert!(!said.contains(&rotated["key"].as_str().unwrap()[20..]), "never printed");
+    assert_eq!(app.log_types("client:acme").await.iter().filter(|t| *t == "KeyRotated").count(), 1);
 }
