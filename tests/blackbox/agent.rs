@@ -486,8 +486,10 @@ async fn a_job_that_completes_then_fails_then_hangs_shows_as_runs_and_alerts() {
     assert_eq!(created.status(), StatusCode::CREATED);
     let agent = Agent::new(&dir.path().join("agent"), &server.base, &key);
 
+    // The job reads the clock as its first and last act; its own measure of how long it ran
+    // lands in the output tail, to be compared with the duration telltale records.
     let clock = Instant::now();
-    let ok = agent.run("nightly", &[], &["sh", "-c", "sleep 0.2"]).await;
+    let ok = agent.run("nightly", &[], &["sh", "-c", "date +%s%N; sleep 0.2; date +%s%N"]).await;
     let outer_ms = clock.elapsed().as_millis() as i64;
     assert_eq!(code(&ok), 0);
     let failed = agent.run("nightly", &[], &["sh", "-c", "echo 'disk full' >&2; exit 3"]).await;
@@ -520,9 +522,16 @@ async fn a_job_that_completes_then_fails_then_hangs_shows_as_runs_and_alerts() {
     assert_eq!(statuses, ["timed_out", "failed", "completed"]);
     assert!(runs[0]["timed_out_at"].is_string() && runs[0]["finished_at"].is_null());
     assert_eq!((runs[1]["exit_code"].as_i64(), runs[1]["output"].as_str()), (Some(3), Some("disk full\n")));
-    // The duration is the wrapper's own measurement, not the server's guess from arrival times.
+    // The duration is the wrapper's own measurement, not the server's guess from arrival times,
+    // and it is right to 10 ms: what the job measured itself, plus the start of `sh` and `date`.
     let duration = runs[2]["duration_ms"].as_i64().unwrap();
     assert!((200..=outer_ms).contains(&duration), "duration {duration} ms; the wrapper lived {outer_ms} ms");
+    let stamps: Vec<i64> = runs[2]["output"].as_str().unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    let measured_by_the_job = (stamps[1] - stamps[0]) / 1_000_000;
+    assert!(
+        (measured_by_the_job..=measured_by_the_job + 10).contains(&duration),
+        "recorded {duration} ms; the job measured {measured_by_the_job} ms itself"
+    );
 
     // Stopping the hung job finishes its run (128 + SIGTERM) and resolves the hung alert.
     signal(hung.id().unwrap(), libc::SIGTERM);
