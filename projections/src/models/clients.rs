@@ -185,12 +185,10 @@ impl KeyRecord {
         )
     }
 
-    /// Whether it authenticates requests at `now`.
+    /// Whether it authenticates requests at `now` (not revoked, not expired; the issue time is
+    /// not checked, so that a node whose clock is a little behind accepts a key just issued).
     pub fn valid_at(&self, now: DateTime<Utc>) -> bool {
-        self.created_at <= now
-            && self.revoked_at.is_none_or(|r| now < r)
-            && self.expires_at.is_none_or(|e| now < e)
-            && self.expired_at.is_none()
+        self.revoked_at.is_none_or(|r| now < r) && self.expires_at.is_none_or(|e| now < e) && self.expired_at.is_none()
     }
 }
 
