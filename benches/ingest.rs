@@ -38,6 +38,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         database_url: format!("sqlite://{}/bench.db", dir.path().display()),
         listen: "127.0.0.1:0".into(),
+        // The benchmark measures the server, not the per-key rate limit.
+        limits: telltale::config::LimitsConfig {
+            key_requests_per_second: 1e9,
+            key_burst: 1_000_000,
+            ..Default::default()
+        },
         ..Config::default()
     };
     let application = Application::build_with(config, Arc::new(SystemClock), Workers::default(), false).await?;

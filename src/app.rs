@@ -5,16 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
 use telltale_domain::EventPayload;
-use telltale_domain::client::{ClientAggregate, ClientCommand, Scope};
+use telltale_domain::client::{ClientAggregate, ClientCommand};
 use telltale_domain::host::HostAggregate;
 use telltale_domain::ids::{self, streams};
 use telltale_domain::monitor::{ClientDefaults, MonitorAggregate, MonitorCommand};
 use telltale_domain::system::{ServiceStarted, ServiceStopped, SystemEvent};
+use telltale_domain::users::UserAggregate;
 use telltale_projections::models::clients::{self, KeyRecord};
 use telltale_projections::{Projector, ReadDb};
 use uuid::Uuid;
@@ -39,12 +38,20 @@ pub struct App {
     pub projector: Arc<Projector>,
     pub monitors: Arc<Handler<MonitorAggregate>>,
     pub clients: Arc<Handler<ClientAggregate>>,
+    /// The user directory (one stream).
+    pub users: Arc<Handler<UserAggregate>>,
     pub detector: Arc<Detector>,
     /// Host correlation: observes every monitor and decides host alerts.
     pub hosts: Arc<Hosts>,
+    /// Releases a host's laggards when their wait ends.
+    pub host_detector: Arc<Detector<HostAggregate>>,
+    /// Records key expiries when they fall due.
+    pub key_detector: Arc<Detector<ClientAggregate>>,
     pub node_id: Uuid,
     /// When this process started to receive (recorded as `ServiceStarted` for a server).
     pub started_at: DateTime<Utc>,
+    /// Rate limits and failure counters.
+    pub guards: crate::limits::Guards,
     keys: KeyCache,
 }
 
@@ -62,24 +69,7 @@ pub enum Role {
     Cli,
 }
 
-/// A newly issued API key. The token is shown once and never stored.
-#[derive(Debug, Clone)]
-pub struct IssuedKey {
-    pub key_id: String,
-    pub token: String,
-}
-
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Splits `tt_<id>_<secret>` into id and secret.
-pub fn parse_token(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix("tt_")?;
-    let (id, secret) = rest.split_once('_')?;
-    let hexish = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hexish(id) && hexish(secret) && id.len() == 16 && secret.len() == 64).then_some((id, secret))
-}
+pub use crate::keys::{IssuedKey, hash_secret, parse_token};
 
 impl App {
     pub async fn open(config: Config, clock: SharedClock, role: Role) -> anyhow::Result<Arc<App>> {
@@ -127,17 +117,25 @@ impl App {
         };
         let monitors = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
         let clients: Arc<Handler<ClientAggregate>> = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        // The CLI writes client streams and the directory while the server runs.
+        clients.catch_up_before_use();
+        let users: Arc<Handler<UserAggregate>> = Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
+        users.catch_up_before_use();
         let keys: KeyCache = Arc::default();
         let cache = Arc::downgrade(&keys);
-        clients.set_hook(Arc::new(move |_, _| {
+        let key_detector = Detector::<ClientAggregate>::new(clock.clone());
+        let expiries = key_detector.hook(started_at);
+        clients.set_hook(Arc::new(move |stream, state| {
             if let Some(cache) = cache.upgrade() {
                 cache.lock().expect("key cache lock").clear();
             }
+            expiries(stream, state);
         }));
         let detector = Detector::new(clock.clone());
         let host_handler: Arc<Handler<HostAggregate>> =
             Arc::new(Handler::new(store.clone(), clock.clone(), started_at));
-        host_handler.set_hook(detector.watch_hosts(host_handler.clone(), started_at));
+        let host_detector = Detector::<HostAggregate>::new(clock.clone());
+        host_handler.set_hook(host_detector.hook(started_at));
         let hosts = Hosts::new(host_handler.clone());
         let (deadlines, observer) = (detector.hook(started_at), hosts.hook());
         monitors.set_hook(Arc::new(move |stream, state| {
@@ -156,8 +154,11 @@ impl App {
                 deadlines = detector.len(),
                 "loaded monitor and host states"
             );
+            clients.warm("client:").await?;
         }
+        let guards = crate::limits::Guards::new(&config.limits);
         let app = Arc::new(App {
+            guards,
             config,
             clock,
             store,
@@ -165,8 +166,11 @@ impl App {
             projector,
             monitors,
             clients,
+            users,
             detector,
             hosts,
+            host_detector,
+            key_detector,
             node_id,
             started_at,
             keys,
@@ -209,30 +213,6 @@ impl App {
 
     pub async fn client_exists(&self, name: &str) -> anyhow::Result<bool> {
         Ok(self.clients.state(&streams::client(name)).await?.registered)
-    }
-
-    /// Issues a key for `client`: `tt_<16 hex id>_<64 hex secret>`, 256 bits of secret.
-    pub async fn issue_key(
-        &self,
-        client: &str,
-        scopes: Vec<Scope>,
-        label: Option<String>,
-    ) -> anyhow::Result<IssuedKey> {
-        let mut id = [0u8; 8];
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut id);
-        rand::rng().fill_bytes(&mut secret);
-        let key_id = hex::encode(id);
-        let secret = hex::encode(secret);
-        let command = ClientCommand::IssueKey {
-            key_id: key_id.clone(),
-            secret_hash: hash_secret(&secret),
-            scopes,
-            label,
-            expires_at: None,
-        };
-        self.clients.execute(&streams::client(client), command, None).await.map_err(command_error)?;
-        Ok(IssuedKey { token: format!("tt_{key_id}_{secret}"), key_id })
     }
 
     /// A key's record, from a short-lived cache or the read model. After a change to any client

@@ -103,6 +103,9 @@ pub struct Handler<A: Aggregate> {
     service_started_at: DateTime<Utc>,
     slots: Mutex<HashMap<String, Arc<Slot<A>>>>,
     hook: Mutex<Option<StateHook<A::State>>>,
+    /// Read a cached stream's new events from the log before each use: for streams that other
+    /// processes (the CLI) write to, where a decision must not be made on a stale state.
+    catch_up: std::sync::atomic::AtomicBool,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -114,8 +117,14 @@ impl<A: Aggregate + IdempotencyAnchor + 'static> Handler<A> {
             service_started_at,
             slots: Mutex::new(HashMap::new()),
             hook: Mutex::new(None),
+            catch_up: std::sync::atomic::AtomicBool::new(false),
             _aggregate: PhantomData,
         }
+    }
+
+    /// Makes every use of a cached stream read its newest events first (see `catch_up`).
+    pub fn catch_up_before_use(&self) {
+        self.catch_up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn set_hook(&self, hook: StateHook<A::State>) {
@@ -194,7 +203,20 @@ impl<A: Aggregate + IdempotencyAnchor + 'static> Handler<A> {
     }
 
     async fn ensure_loaded(&self, stream: &str, slot: &mut Option<Loaded<A::State>>) -> Result<(), StoreError> {
-        if slot.is_some() {
+        if let Some(loaded) = slot.as_mut() {
+            if self.catch_up.load(std::sync::atomic::Ordering::SeqCst) {
+                loop {
+                    let events = self.store.read_stream(stream, loaded.version, 1000).await?;
+                    if events.is_empty() {
+                        break;
+                    }
+                    for recorded in &events {
+                        let event = A::Event::decode_recorded(recorded).map_err(StoreError::backend)?;
+                        loaded.state = A::evolve(std::mem::take(&mut loaded.state), &event);
+                        loaded.version = recorded.version;
+                    }
+                }
+            }
             return Ok(());
         }
         let (mut state, mut version) = match self.store.load_snapshot(stream).await? {
@@ -381,3 +403,5 @@ impl IdempotencyAnchor for telltale_domain::monitor::MonitorAggregate {
 
 impl IdempotencyAnchor for telltale_domain::client::ClientAggregate {}
 impl IdempotencyAnchor for telltale_domain::host::HostAggregate {}
+
+impl IdempotencyAnchor for telltale_domain::users::UserAggregate {}

@@ -21,6 +21,38 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    pub limits: LimitsConfig,
+}
+
+/// Rate limits and lock-outs (`[limits]` in the file).
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Requests one API key may make per second, sustained.
+    pub key_requests_per_second: f64,
+    /// Requests one API key may make at once.
+    pub key_burst: u32,
+    /// Wrong secrets for one key id from one address before that address is locked out of it.
+    pub key_failures_before_lockout: u32,
+    pub key_lockout: Span,
+    /// Sign-in attempts one address may make per minute.
+    pub signin_attempts_per_minute: u32,
+    /// Wrong passwords for one account (within the lock-out time) before it is locked.
+    pub signin_failures_before_lockout: u32,
+    pub signin_lockout: Span,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            key_requests_per_second: 100.0,
+            key_burst: 2000,
+            key_failures_before_lockout: 10,
+            key_lockout: Span::from_secs(15 * 60),
+            signin_attempts_per_minute: 10,
+            signin_failures_before_lockout: 5,
+            signin_lockout: Span::from_secs(15 * 60),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +83,7 @@ impl Default for Config {
             public_url: None,
             notify: NotifyConfig::default(),
             max_body_bytes: 512 * 1024,
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -64,6 +97,20 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     #[serde(default)]
     pub notify: FileNotify,
+    #[serde(default)]
+    pub limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub key_requests_per_second: Option<f64>,
+    pub key_burst: Option<u32>,
+    pub key_failures_before_lockout: Option<u32>,
+    pub key_lockout: Option<String>,
+    pub signin_attempts_per_minute: Option<u32>,
+    pub signin_failures_before_lockout: Option<u32>,
+    pub signin_lockout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +170,31 @@ impl Config {
         }
         if let Some(v) = file.notify.give_up_after {
             self.notify.give_up_after = span("give_up_after", &v)?;
+        }
+        let limits = file.limits;
+        let l = &mut self.limits;
+        if let Some(v) = limits.key_requests_per_second {
+            anyhow::ensure!(v > 0.0, "limits.key_requests_per_second must be more than 0");
+            l.key_requests_per_second = v;
+        }
+        if let Some(v) = limits.key_burst {
+            l.key_burst = v.max(1);
+        }
+        if let Some(v) = limits.key_failures_before_lockout {
+            l.key_failures_before_lockout = v.max(1);
+        }
+        if let Some(v) = limits.signin_attempts_per_minute {
+            l.signin_attempts_per_minute = v.max(1);
+        }
+        if let Some(v) = limits.signin_failures_before_lockout {
+            l.signin_failures_before_lockout = v.max(1);
+        }
+        let span = |key: &str, v: &str| Span::parse(v).map_err(|e| anyhow::anyhow!("limits.{key}: {e}"));
+        if let Some(v) = limits.key_lockout {
+            l.key_lockout = span("key_lockout", &v)?;
+        }
+        if let Some(v) = limits.signin_lockout {
+            l.signin_lockout = span("signin_lockout", &v)?;
         }
         Ok(())
     }

@@ -5,21 +5,76 @@
 //! one, and then sends that monitor a `Tick`. The aggregate decides what is due, so the detector
 //! cannot alert twice for one miss: once the miss is recorded its wake is gone. The wakes come
 //! from the command handler's hook, which runs after every change and for every monitor at
-//! start-up. Host streams (`host:…`) wake the same way, when a member still silent after its
-//! host came back is due to be alerted on its own (see `telltale_domain::host`).
+//! start-up.
+//!
+//! The same machinery, over client streams, records key expiries (`KeyExpired`, stamped with
+//! the instant the key expired), and over host streams (`host:…`) releases a member still
+//! silent after its host came back, to be alerted on its own (see `telltale_domain::host`):
+//! see [`Timed`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use telltale_domain::host::{Host, HostAggregate, HostCommand};
+use telltale_domain::Aggregate;
+use telltale_domain::client::{Client, ClientAggregate, ClientCommand, ClientError};
+use telltale_domain::host::{Host, HostAggregate, HostCommand, HostError};
 use telltale_domain::monitor::{Monitor, MonitorAggregate, MonitorCommand, MonitorError};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::SharedClock;
-use crate::commands::{CommandError, Handler};
+use crate::commands::{CommandError, Handler, IdempotencyAnchor};
+
+/// An aggregate that time changes: the detector wakes its streams and ticks them.
+pub trait Timed: Aggregate + IdempotencyAnchor + 'static {
+    /// The command that records what time made true.
+    fn tick() -> Self::Command;
+    /// When the stream must be ticked next.
+    fn next_wake(state: &Self::State, service_started_at: DateTime<Utc>) -> Option<DateTime<Utc>>;
+    /// A refusal that means the stream is gone (nothing to retry).
+    fn gone(error: &Self::Error) -> bool;
+}
+
+impl Timed for MonitorAggregate {
+    fn tick() -> MonitorCommand {
+        MonitorCommand::Tick
+    }
+    fn next_wake(state: &Monitor, service_started_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        state.next_wake(service_started_at)
+    }
+    fn gone(error: &MonitorError) -> bool {
+        matches!(error, MonitorError::NotFound(_))
+    }
+}
+
+/// Keys expire with time: the client stream is ticked when its next key expires, which records
+/// `KeyExpired` stamped with the instant of expiry.
+impl Timed for ClientAggregate {
+    fn tick() -> ClientCommand {
+        ClientCommand::Tick
+    }
+    fn next_wake(state: &Client, _: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        telltale_domain::keys::next_expiry(&state.keys)
+    }
+    fn gone(error: &ClientError) -> bool {
+        matches!(error, ClientError::NotFound(_))
+    }
+}
+
+/// A host's members still silent once the host came back are released when their wait ends.
+impl Timed for HostAggregate {
+    fn tick() -> HostCommand {
+        HostCommand::Tick
+    }
+    fn next_wake(state: &Host, service_started_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        state.next_wake(service_started_at)
+    }
+    fn gone(_: &HostError) -> bool {
+        false
+    }
+}
 
 /// Monitors ticked at once when many deadlines fall together.
 const CONCURRENT_TICKS: usize = 64;
@@ -30,24 +85,23 @@ struct Deadlines {
     by_stream: HashMap<String, DateTime<Utc>>,
 }
 
-pub struct Detector {
+pub struct Detector<A: Timed = MonitorAggregate> {
     deadlines: Mutex<Deadlines>,
     /// Ticks taken off the queue and not yet decided.
     in_flight: AtomicUsize,
     wake: Notify,
     clock: SharedClock,
-    /// The host handler, for the wakes of host streams.
-    hosts: OnceLock<Arc<Handler<HostAggregate>>>,
+    _aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
-impl Detector {
-    pub fn new(clock: SharedClock) -> Arc<Detector> {
+impl<A: Timed> Detector<A> {
+    pub fn new(clock: SharedClock) -> Arc<Detector<A>> {
         Arc::new(Detector {
             deadlines: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             wake: Notify::new(),
             clock,
-            hosts: OnceLock::new(),
+            _aggregate: std::marker::PhantomData,
         })
     }
 
@@ -73,27 +127,12 @@ impl Detector {
         }
     }
 
-    /// The hook for the monitor handler: keeps this detector's deadline for a stream current.
-    pub fn hook(self: &Arc<Self>, service_started_at: DateTime<Utc>) -> crate::commands::StateHook<Monitor> {
+    /// The hook for the aggregate's handler: keeps this detector's deadline for a stream current.
+    pub fn hook(self: &Arc<Self>, service_started_at: DateTime<Utc>) -> crate::commands::StateHook<A::State> {
         let detector = Arc::downgrade(self);
-        Arc::new(move |stream: &str, state: &Monitor| {
+        Arc::new(move |stream: &str, state: &A::State| {
             if let Some(detector) = detector.upgrade() {
-                detector.schedule(stream, state.next_wake(service_started_at));
-            }
-        })
-    }
-
-    /// The hook for the host handler, and the handler its wakes tick.
-    pub fn watch_hosts(
-        self: &Arc<Self>,
-        hosts: Arc<Handler<HostAggregate>>,
-        service_started_at: DateTime<Utc>,
-    ) -> crate::commands::StateHook<Host> {
-        let _ = self.hosts.set(hosts);
-        let detector = Arc::downgrade(self);
-        Arc::new(move |stream: &str, state: &Host| {
-            if let Some(detector) = detector.upgrade() {
-                detector.schedule(stream, state.next_wake(service_started_at));
+                detector.schedule(stream, A::next_wake(state, service_started_at));
             }
         })
     }
@@ -135,7 +174,7 @@ impl Detector {
     }
 
     /// Runs until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, monitors: Arc<Handler<MonitorAggregate>>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, handler: Arc<Handler<A>>, mut shutdown: watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -152,31 +191,23 @@ impl Detector {
                 _ = self.wake.notified() => continue,
                 _ = shutdown.changed() => continue,
             }
-            self.act_on_due(&monitors, self.clock.now()).await;
+            self.act_on_due(&handler, self.clock.now()).await;
         }
     }
 
     /// Ticks every monitor whose wake is at or before `now`, and waits for them. A clean stop
     /// calls it before recording itself, so that `ServiceStopped` means "everything due before
     /// this was acted on", which replay relies on.
-    pub async fn act_on_due(self: &Arc<Self>, monitors: &Arc<Handler<MonitorAggregate>>, now: DateTime<Utc>) {
+    pub async fn act_on_due(self: &Arc<Self>, handler: &Arc<Handler<A>>, now: DateTime<Utc>) {
         let due = self.take_due(now);
         futures::stream::iter(due)
             .for_each_concurrent(CONCURRENT_TICKS, |stream| {
-                let monitors = monitors.clone();
+                let handler = handler.clone();
                 let detector = self.clone();
                 async move {
-                    let ticked = match detector.hosts.get().filter(|_| stream.starts_with("host:")) {
-                        Some(hosts) => {
-                            hosts.execute(&stream, HostCommand::Tick, None).await.map(|_| ()).map_err(|e| e.to_string())
-                        }
-                        None => match monitors.execute(&stream, MonitorCommand::Tick, None).await {
-                            Ok(_) | Err(CommandError::Domain(MonitorError::NotFound(_))) => Ok(()),
-                            Err(e) => Err(e.to_string()),
-                        },
-                    };
-                    match ticked {
-                        Ok(()) => {}
+                    match handler.execute(&stream, A::tick(), None).await {
+                        Ok(_) => {}
+                        Err(CommandError::Domain(e)) if A::gone(&e) => {}
                         Err(e) => {
                             tracing::error!(stream, error = %e, "detector: a tick failed; retrying in 1s");
                             let retry = detector.clock.now() + chrono::TimeDelta::seconds(1);

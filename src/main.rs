@@ -54,6 +54,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Audits: `audit keys` replays a client's key history from the log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Manages the people who sign in to the dashboard.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Manages read models.
     Projections {
         #[command(subcommand)]
@@ -122,7 +132,70 @@ enum KeysCommand {
         /// Register the client first if it does not exist.
         #[arg(long)]
         create_client: bool,
+        /// The key rotates itself this often (e.g. 30d; at least 1m): when due, its answers say
+        /// so and `telltale run`/`ping` fetch the successor and rewrite their key file.
+        #[arg(long, value_name = "DURATION")]
+        rotate_every: Option<String>,
+        /// How long a rotated key keeps working beside its successor (default: the period).
+        #[arg(long, value_name = "DURATION", requires = "rotate_every")]
+        overlap: Option<String>,
+        /// The key (and every successor) stops working after this long (e.g. 365d).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
     },
+    /// Lists a client's keys: ids and metadata, never a secret.
+    List {
+        #[arg(long)]
+        client: String,
+    },
+    /// Revokes a key at once.
+    Revoke {
+        /// The key's id (the 16 hex digits after `tt_`).
+        key_id: String,
+        #[arg(long)]
+        client: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Replays a client's key history from the log: every issue, rotation, revocation, expiry
+    /// and lock-out, who or what did it, and (with --at) which keys were valid at an instant.
+    Keys {
+        #[arg(long)]
+        client: String,
+        /// Replay up to this instant (RFC 3339) and say which keys were valid then.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this key's line (its predecessors and successors).
+        #[arg(long = "key")]
+        key_id: Option<String>,
+        /// Print the whole replay as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Adds a person and prints a one-time sign-in link (valid 24 h) where they set a password.
+    Add {
+        /// The name they sign in with.
+        name: String,
+        /// Their client; omit with --operator.
+        #[arg(long, required_unless_present = "operator")]
+        client: Option<String>,
+        /// viewer (reads the dashboard) or admin (also manages keys and sees the audit).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// An operator sees and manages every client.
+        #[arg(long, conflicts_with = "client")]
+        operator: bool,
+    },
+    /// Prints a new one-time sign-in link for a person (to set a new password).
+    Link { name: String },
+    /// Lists the people who may sign in.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -193,8 +266,77 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Keys { command: KeysCommand::Create { client, scopes, label, create_client } } => {
+        Command::Keys { command: KeysCommand::List { client } } => {
+            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            let now = chrono::Utc::now();
+            let keys = telltale_projections::models::clients::list_keys(&app.read.pool, Some(&client)).await?;
+            println!(
+                "{:<16}  {:<9}  {:<22}  {:>3}  {:<20}  {:<20}  label",
+                "id", "status", "scopes", "gen", "created", "expires"
+            );
+            for key in keys {
+                let out = telltale::api::keys::KeyOut::of(key, now);
+                let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+                };
+                println!(
+                    "{:<16}  {:<9}  {:<22}  {:>3}  {:<20}  {:<20}  {}",
+                    out.id,
+                    out.status,
+                    out.scopes.join(","),
+                    out.generation,
+                    time(Some(out.created_at)),
+                    time(out.expires_at),
+                    out.label.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Revoke { key_id, client } } => {
+            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            app.revoke_key(&client, &key_id, Some("cli".into())).await?;
+            println!("revoked key {key_id} of client {client}");
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Keys { client, at, key_id, json } } => {
+            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            if !app.client_exists(&client).await? {
+                anyhow::bail!("no client `{client}`");
+            }
+            let audit = telltale::api::keys::key_audit(&app, &client, at, key_id.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&audit)?);
+            } else {
+                print_audit(&audit);
+            }
+            Ok(())
+        }
+        Command::Users { command } => {
+            let config = load_config(&cli.global)?;
+            let app = App::open(config, Arc::new(SystemClock), Role::Cli).await?;
+            users_command(&app, command).await
+        }
+        Command::Keys {
+            command: KeysCommand::Create { client, scopes, label, create_client, rotate_every, overlap, expires_in },
+        } => {
             let scopes = parse_scopes(&scopes)?;
+            let span = |flag: &str, v: &str| {
+                telltale_domain::span::Span::parse(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+            };
+            let rotation = match rotate_every {
+                None => None,
+                Some(every) => {
+                    let every = span("rotate-every", &every)?;
+                    let overlap = overlap.as_deref().map(|o| span("overlap", o)).transpose()?.unwrap_or(every);
+                    Some(telltale_domain::client::RotationPolicy { every, overlap })
+                }
+            };
+            let expires_at = expires_in
+                .as_deref()
+                .map(|v| span("expires-in", v).map(|s| chrono::Utc::now() + s.to_delta()))
+                .transpose()?;
             let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
             if !app.client_exists(&client).await? {
                 if create_client {
@@ -205,10 +347,20 @@ async fn main() -> anyhow::Result<()> {
                     );
                 }
             }
-            let key = app.issue_key(&client, scopes.clone(), label).await?;
+            let options = telltale::keys::KeyOptions {
+                scopes: scopes.clone(),
+                label,
+                expires_at,
+                rotation,
+                by: Some("cli".into()),
+            };
+            let key = app.issue_key_with(&client, options).await?;
             let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+            let rotates = rotation
+                .map(|r| format!(", rotating every {} with {} overlap", r.every, r.overlap))
+                .unwrap_or_default();
             eprintln!(
-                "issued key {} for client {client} with scopes {}; it is shown only once:",
+                "issued key {} for client {client} with scopes {}{rotates}; it is shown only once:",
                 key.key_id,
                 names.join(", ")
             );
@@ -303,6 +455,72 @@ fn print_replay(report: &telltale::replay::ReplayReport) {
     );
 }
 
+async fn users_command(app: &App, command: UsersCommand) -> anyhow::Result<()> {
+    let base = app.config.public_url.clone().unwrap_or_else(|| format!("http://{}", app.config.listen));
+    let base = base.trim_end_matches('/').to_string();
+    match command {
+        UsersCommand::Add { name, client, role, operator } => {
+            let role = if operator {
+                telltale_domain::users::Role::Operator
+            } else {
+                telltale_domain::users::Role::parse(&role)
+                    .filter(|r| *r != telltale_domain::users::Role::Operator)
+                    .with_context(|| format!("unknown role `{role}`: use viewer or admin, or --operator"))?
+            };
+            app.add_user(&name, client.as_deref(), role, "cli").await?;
+            let link = app.issue_sign_in_link(&name, "cli").await?;
+            eprintln!("added {name} ({}); this one-time link (valid 24 h) lets them choose a password:", role.as_str());
+            println!("{base}/welcome?token={}", link.expose());
+        }
+        UsersCommand::Link { name } => {
+            let link = app.issue_sign_in_link(&name, "cli").await?;
+            eprintln!("a one-time sign-in link for {name} (valid 24 h; it sets a new password):");
+            println!("{base}/welcome?token={}", link.expose());
+        }
+        UsersCommand::List => {
+            let directory = app.directory().await?;
+            for (name, user) in directory.users.iter().filter(|(_, u)| !u.removed) {
+                let state = if user.password_hash.is_some() { "" } else { "  (has not set a password yet)" };
+                println!(
+                    "{name:<24}  {:<8}  {}{state}",
+                    user.role.as_str(),
+                    user.client.as_deref().unwrap_or("every client")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_audit(audit: &telltale::api::keys::KeyAudit) {
+    let time = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    println!("key history of client {}", audit.client);
+    for e in &audit.entries {
+        let mut line = format!("{}  {:<10}  {}", time(&e.at), e.action, e.key_id);
+        if let Some(successor) = &e.successor_id {
+            line.push_str(&format!(" -> {successor}"));
+        }
+        if let Some(generation) = e.generation {
+            line.push_str(&format!("  generation {generation}"));
+        }
+        if let Some(by) = &e.by {
+            line.push_str(&format!("  by {by}"));
+        }
+        if let (Some(source), Some(until)) = (&e.source, &e.until) {
+            line.push_str(&format!("  from {source} until {}", time(until)));
+        }
+        println!("{line}");
+    }
+    if let (Some(at), Some(valid)) = (&audit.at, &audit.valid_at) {
+        println!();
+        if valid.is_empty() {
+            println!("no key was valid at {}", time(at));
+        } else {
+            println!("valid at {}: {}", time(at), valid.join(", "));
+        }
+    }
+}
+
 /// Prints a line of the start-up banner; a closed stdout must not bring the server down.
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -321,7 +539,12 @@ async fn serve(config: Config, no_bootstrap: bool) -> anyhow::Result<()> {
     let first_start = app.client_names().await?.is_empty();
     if first_start && !no_bootstrap {
         app.register_client("default").await?;
-        let key = app.issue_key("default", Scope::DEFAULT.to_vec(), Some("created on first start".into())).await?;
+        let options = telltale::keys::KeyOptions {
+            label: Some("created on first start".into()),
+            by: Some("bootstrap".into()),
+            ..telltale::keys::KeyOptions::scopes(Scope::DEFAULT.to_vec())
+        };
+        let key = app.issue_key_with("default", options).await?;
         say!();
         say!("First start: created the client `default` and this API key (shown only once, keep it):");
         say!("  {}", key.token);
@@ -338,6 +561,18 @@ async fn serve(config: Config, no_bootstrap: bool) -> anyhow::Result<()> {
         "       -H 'Content-Type: application/json' -d '{{\"slug\": \"my-job\", \"schedule\": {{\"every\": \"1m\"}}, \"grace\": \"30s\"}}'"
     );
     say!("  curl -X POST {base}/v1/monitors/my-job/heartbeat -H \"Authorization: Bearer $TELLTALE_KEY\"");
+    let directory = app.directory().await?;
+    if directory.users.is_empty() && !no_bootstrap {
+        app.add_user("admin", None, telltale_domain::users::Role::Operator, "bootstrap").await?;
+        let link = app.issue_sign_in_link("admin", "bootstrap").await?;
+        say!();
+        say!("Sign in to the dashboard as `admin` (an operator: every client) with this one-time link; it");
+        say!("works once, within 24 h, and lets you choose a password:");
+        say!("  {base}/welcome?token={}", link.expose());
+    } else if !directory.users.values().any(|u| u.password_hash.is_some()) {
+        say!();
+        say!("Nobody has set a dashboard password yet: `telltale users link admin` prints a new sign-in link.");
+    }
     say!();
     say!("Stop with Ctrl-C.");
     application.run_until_stopped().await

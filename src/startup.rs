@@ -59,13 +59,20 @@ impl Application {
             tokio::spawn(app.projector.clone().run(rx.clone())),
             tokio::spawn(app.detector.clone().run(app.monitors.clone(), rx.clone())),
             tokio::spawn(app.hosts.clone().run(rx.clone())),
+            tokio::spawn(app.host_detector.clone().run(app.hosts.handler().clone(), rx.clone())),
+            tokio::spawn(app.key_detector.clone().run(app.clients.clone(), rx.clone())),
             tokio::spawn(Dispatcher::new(app.clone(), public_url).run(rx)),
         ];
 
         let data = Data::from(app.clone());
         let mut server = HttpServer::new(move || {
             ActixApp::new()
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(actix_web::middleware::from_fn(crate::web::auth::csrf_guard))
+                .wrap(actix_web::middleware::from_fn(crate::api::auth::rotation_header))
+                .wrap(
+                    Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                        .custom_request_replace("request", crate::web::auth::redacted_request_line),
+                )
                 .app_data(data.clone())
                 .configure(crate::api::configure)
                 .configure(crate::web::configure)
@@ -110,6 +117,8 @@ impl Application {
         let now = self.app.clock.now();
         self.app.detector.act_on_due(&self.app.monitors, now).await;
         self.app.hosts.process().await;
+        self.app.host_detector.act_on_due(self.app.hosts.handler(), now).await;
+        self.app.key_detector.act_on_due(&self.app.clients, now).await;
         if let Err(e) = self.app.record_stop(now).await {
             tracing::warn!(error = %e, "could not record the stop");
         }

@@ -9,6 +9,7 @@ pub mod cron;
 pub mod event;
 pub mod host;
 pub mod ids;
+pub mod keys;
 pub mod maintenance;
 pub mod monitor;
 pub mod notification;
@@ -17,6 +18,7 @@ pub mod replay;
 pub mod schedule;
 pub mod span;
 pub mod system;
+pub mod users;
 
 pub use aggregate::{Aggregate, Context};
 pub use event::{DecodeError, EncodedEvent, EventPayload, RecordedEvent};
@@ -29,6 +31,7 @@ use host::HostEvent;
 use monitor::MonitorEvent;
 use notification::NotificationEvent;
 use system::SystemEvent;
+use users::UserEvent;
 
 /// Any stored event, decoded by its type name.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +41,7 @@ pub enum DomainEvent {
     System(SystemEvent),
     Notification(NotificationEvent),
     Host(HostEvent),
+    User(UserEvent),
 }
 
 impl DomainEvent {
@@ -52,6 +56,8 @@ impl DomainEvent {
             NotificationEvent::decode(event_type, schema_version, data).map(DomainEvent::Notification)
         } else if HostEvent::TYPES.contains(&event_type) {
             HostEvent::decode(event_type, schema_version, data).map(DomainEvent::Host)
+        } else if UserEvent::TYPES.contains(&event_type) {
+            UserEvent::decode(event_type, schema_version, data).map(DomainEvent::User)
         } else {
             Err(DecodeError::UnknownType(event_type.to_string()))
         }

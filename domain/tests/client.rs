@@ -28,6 +28,8 @@ fn issue(id: &str) -> ClientCommand {
         scopes: vec![Scope::Ingest],
         label: None,
         expires_at: None,
+        rotation: None,
+        by: None,
     }
 }
 
@@ -72,6 +74,8 @@ fn a_key_needs_a_scope() {
         scopes: vec![],
         label: None,
         expires_at: None,
+        rotation: None,
+        by: None,
     };
     assert!(matches!(ClientAggregate::decide(&registered(), command, &ctx()), Err(ClientError::Invalid(_))));
 }

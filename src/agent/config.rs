@@ -56,6 +56,9 @@ impl fmt::Debug for Key {
 pub struct AgentConfig {
     pub url: String,
     pub key: Option<Key>,
+    /// The file the key was read from: rotation rewrites it. `None` for a key given by
+    /// `--key`, `TELLTALE_KEY` or `key` in the file, which telltale cannot rewrite.
+    pub key_file: Option<PathBuf>,
     pub spool_dir: PathBuf,
     /// The TOML file that was read, if any.
     pub file: Option<PathBuf>,
@@ -88,7 +91,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-fn read_key_file(path: &Path, problems: &mut Vec<String>) -> Option<Key> {
+pub fn read_key_file(path: &Path, problems: &mut Vec<String>) -> Option<Key> {
     match std::fs::read_to_string(path) {
         Ok(text) => match non_empty(Some(text)) {
             Some(key) => Some(Key(key)),
@@ -134,18 +137,21 @@ pub fn resolve(args: &ConnectionArgs, config: Option<&Path>, env: &dyn Fn(&str) 
         .or_else(|| non_empty(file.url.clone()))
         .unwrap_or_else(|| DEFAULT_URL.to_string());
 
-    let key = if let Some(key) = non_empty(args.key.clone()) {
-        Some(Key(key))
+    let from_file = |path: PathBuf, problems: &mut Vec<String>| (read_key_file(&path, problems), Some(path));
+    let (key, key_file) = if let Some(key) = non_empty(args.key.clone()) {
+        (Some(Key(key)), None)
     } else if let Some(path) = &args.key_file {
-        read_key_file(path, &mut problems)
+        from_file(path.clone(), &mut problems)
     } else if let Some(key) = env("TELLTALE_KEY") {
-        Some(Key(key))
+        (Some(Key(key)), None)
     } else if let Some(path) = env("TELLTALE_KEY_FILE") {
-        read_key_file(Path::new(&path), &mut problems)
+        from_file(PathBuf::from(path), &mut problems)
     } else if let Some(key) = non_empty(file.key.clone()) {
-        Some(Key(key))
+        (Some(Key(key)), None)
+    } else if let Some(path) = file.key_file.clone().map(relative) {
+        from_file(path, &mut problems)
     } else {
-        file.key_file.clone().map(relative).and_then(|p| read_key_file(&p, &mut problems))
+        (None, None)
     };
 
     let spool_dir = args
@@ -155,7 +161,7 @@ pub fn resolve(args: &ConnectionArgs, config: Option<&Path>, env: &dyn Fn(&str) 
         .or_else(|| file.spool_dir.clone().map(relative))
         .unwrap_or_else(|| default_spool_dir(&env));
 
-    AgentConfig { url, key, spool_dir, file: path, problems }
+    AgentConfig { url, key, key_file, spool_dir, file: path, problems }
 }
 
 fn absolute(value: Option<String>) -> Option<PathBuf> {

@@ -104,7 +104,7 @@ pub fn hostname() -> Option<String> {
 
 fn sender_for(config: &AgentConfig) -> Result<Sender, String> {
     let key = config.key.clone().ok_or_else(|| format!("no API key: {}", config.key_hint()))?;
-    Sender::new(&config.url, key)
+    Sender::with_key_file(&config.url, key, config.key_file.clone())
 }
 
 /// `telltale run`: returns the exit code to leave with, the command's own.

@@ -64,6 +64,28 @@ fn next_name() -> String {
     format!("{nanos:020}-{:010}-{count:06}{SUFFIX}", std::process::id())
 }
 
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part:
+/// a temporary file (mode 0600) in the same directory, fsync, rename over `path`, fsync of the
+/// directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".tmp-{}-{name}", next_name()));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // Makes the rename durable; best effort, as some file systems cannot sync a directory.
+        let _ = File::open(dir).and_then(|dir| dir.sync_all());
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 impl Spool {
     pub fn new(dir: impl Into<PathBuf>) -> Spool {
         Spool { dir: dir.into() }
@@ -80,22 +102,9 @@ impl Spool {
     /// Writes an entry durably behind every entry spooled before it; returns its path.
     pub fn write(&self, entry: &Entry) -> io::Result<PathBuf> {
         self.create_dir()?;
-        let name = next_name();
-        let tmp = self.dir.join(format!(".tmp-{name}"));
-        let path = self.dir.join(&name);
-        let result = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            file.write_all(&serde_json::to_vec(entry).map_err(io::Error::other)?)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            // Makes the rename durable; best effort, as some file systems cannot sync a directory.
-            let _ = File::open(&self.dir).and_then(|dir| dir.sync_all());
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map(|()| path)
+        let path = self.dir.join(next_name());
+        write_atomically(&path, &serde_json::to_vec(entry).map_err(io::Error::other)?)?;
+        Ok(path)
     }
 
     /// The spooled files, oldest first. A missing directory is an empty spool.

@@ -124,7 +124,7 @@ pub struct AlertList {
 }
 
 /// Lists the alerts of the key's client, newest first.
-#[utoipa::path(get, path = "/v1/alerts", tag = "alerts", security(("bearer" = [])), params(AlertQuery),
+#[utoipa::path(get, path = "/v1/alerts", tag = "alerts", security(("bearer" = ["read"])), params(AlertQuery),
     responses((status = 200, body = AlertList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list(app: Data<App>, caller: Caller, query: Query<AlertQuery>) -> Result<Json<AlertList>, ApiError> {

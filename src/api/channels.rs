@@ -173,7 +173,7 @@ async fn find(app: &App, caller: &Caller, id: &str) -> Result<ChannelView, ApiEr
 }
 
 /// Lists the client's channels, with their delivery health.
-#[utoipa::path(get, path = "/v1/channels", tag = "channels", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/channels", tag = "channels", security(("bearer" = ["read"])),
     responses((status = 200, body = ChannelList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(app: Data<App>, caller: Caller) -> Result<Json<ChannelList>, ApiError> {
     caller.require(Scope::Read)?;
@@ -185,7 +185,7 @@ pub async fn list(app: Data<App>, caller: Caller) -> Result<Json<ChannelList>, A
 /// Adds a channel; every alert of the client (or, with `tags`, of its monitors that carry one of
 /// them) that opens or resolves from now on is sent to it. A configuration that its kind does
 /// not accept is refused with a `422` naming the field (`config.routing_key: …`).
-#[utoipa::path(post, path = "/v1/channels", tag = "channels", security(("bearer" = [])), request_body = CreateChannel,
+#[utoipa::path(post, path = "/v1/channels", tag = "channels", security(("bearer" = ["admin"])), request_body = CreateChannel,
     responses((status = 201, body = ChannelOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
@@ -222,7 +222,7 @@ pub async fn create(
 }
 
 /// Reads one channel.
-#[utoipa::path(get, path = "/v1/channels/{id}", tag = "channels", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/channels/{id}", tag = "channels", security(("bearer" = ["read"])),
     params(("id" = Uuid, Path, description = "The channel's id")),
     responses((status = 200, body = ChannelOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(app: Data<App>, caller: Caller, id: Path<String>) -> Result<Json<ChannelOut>, ApiError> {
@@ -231,7 +231,7 @@ pub async fn get(app: Data<App>, caller: Caller, id: Path<String>) -> Result<Jso
 }
 
 /// Removes a channel; notifications still waiting for it are dropped.
-#[utoipa::path(delete, path = "/v1/channels/{id}", tag = "channels", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/channels/{id}", tag = "channels", security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path, description = "The channel's id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(app: Data<App>, caller: Caller, id: Path<String>) -> Result<HttpResponse, ApiError> {
@@ -244,7 +244,7 @@ pub async fn delete(app: Data<App>, caller: Caller, id: Path<String>) -> Result<
 
 /// Lists a channel's notifications, newest first: state, attempts, the next attempt and the
 /// last error, so that a delivery that keeps failing is visible.
-#[utoipa::path(get, path = "/v1/channels/{id}/notifications", tag = "channels", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/channels/{id}/notifications", tag = "channels", security(("bearer" = ["read"])),
     params(("id" = Uuid, Path, description = "The channel's id")),
     responses((status = 200, body = NotificationList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn outbox(app: Data<App>, caller: Caller, id: Path<String>) -> Result<Json<NotificationList>, ApiError> {

@@ -28,7 +28,7 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     allow: Option<&'static str>,
-    retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -157,6 +157,21 @@ impl From<ClientError> for ApiError {
             }
             ClientError::Conflict(m) => ApiError::conflict("conflict", m),
             ClientError::Invalid(m) => ApiError::unprocessable("invalid_value", m),
+            e @ ClientError::RotationNotConfigured(_) => ApiError::conflict("rotation_not_configured", e.to_string()),
+            e @ ClientError::RotationNotDue { .. } => ApiError::conflict("rotation_not_due", e.to_string()),
+            e @ ClientError::KeyNotValid(_) => ApiError::conflict("key_not_valid", e.to_string()),
+        }
+    }
+}
+
+impl From<telltale_domain::users::UserError> for ApiError {
+    fn from(e: telltale_domain::users::UserError) -> ApiError {
+        use telltale_domain::users::UserError;
+        match e {
+            UserError::AlreadyExists(_) => ApiError::conflict("user_exists", e.to_string()),
+            UserError::NotFound(_) => ApiError::not_found("user_not_found", e.to_string()),
+            UserError::LinkNotValid => ApiError::not_found("link_not_valid", e.to_string()),
+            UserError::Invalid(m) => ApiError::unprocessable("invalid_value", m),
         }
     }
 }

@@ -145,7 +145,7 @@ pub struct HostDetail {
 
 /// Lists the hosts of the key's client: their monitors, which are silent, and any open host
 /// alert.
-#[utoipa::path(get, path = "/v1/hosts", tag = "hosts", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/hosts", tag = "hosts", security(("bearer" = ["read"])),
     responses((status = 200, body = HostList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(app: Data<App>, caller: Caller) -> Result<Json<HostList>, ApiError> {
     caller.require(Scope::Read)?;
@@ -158,7 +158,7 @@ pub async fn list(app: Data<App>, caller: Caller) -> Result<Json<HostList>, ApiE
 }
 
 /// One host of the key's client, with its host alerts.
-#[utoipa::path(get, path = "/v1/hosts/{host}", tag = "hosts", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/hosts/{host}", tag = "hosts", security(("bearer" = ["read"])),
     params(("host" = String, Path, description = "The host, as the monitors' signals name it (percent-encoded)")),
     responses((status = 200, body = HostDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -186,7 +186,7 @@ pub struct HostReplayRequest {
 /// Runs host correlation again over the host's recorded inputs (its monitors joining, leaving,
 /// falling silent and coming back, and telltale's own starts and stops) with a virtual clock:
 /// the result is identical to what was recorded.
-#[utoipa::path(post, path = "/v1/hosts/{host}/replay", tag = "hosts", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/hosts/{host}/replay", tag = "hosts", security(("bearer" = ["read"])),
     params(("host" = String, Path, description = "The host (percent-encoded)")),
     request_body(content = Option<HostReplayRequest>, description = "Optional"),
     responses((status = 200, body = HostReplayReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

@@ -237,7 +237,7 @@ fn is_json(req: &HttpRequest, bytes: &[u8]) -> bool {
 
 /// Records a heartbeat. The body may be empty, a JSON event (its `type` defaults to
 /// `heartbeat`), or plain text, kept as the message (bytes that are not UTF-8 are replaced).
-#[utoipa::path(post, path = "/v1/monitors/{slug}/heartbeat", tag = "ingest", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/monitors/{slug}/heartbeat", tag = "ingest", security(("bearer" = ["ingest"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
     request_body(content = Option<EventInput>, description = "Optional"),
     responses((status = 200, body = IngestAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -276,9 +276,9 @@ pub async fn heartbeat(
 }
 
 /// Records one event of a run's lifecycle, or a heartbeat.
-#[utoipa::path(post, path = "/v1/monitors/{slug}/events", tag = "ingest", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/monitors/{slug}/events", tag = "ingest", security(("bearer" = ["ingest"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
-    request_body = EventInput,
+    request_body(content = EventInput, example = json!({"type": "completed", "run_id": "r1", "exit_code": 0})),
     responses((status = 200, body = IngestAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
@@ -306,9 +306,10 @@ pub async fn event(
 
 /// Records many events of one monitor, in order. Every event is checked first: one invalid
 /// event refuses the whole batch and nothing is recorded.
-#[utoipa::path(post, path = "/v1/monitors/{slug}/events/batch", tag = "ingest", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/monitors/{slug}/events/batch", tag = "ingest", security(("bearer" = ["ingest"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
-    request_body = BatchInput,
+    request_body(content = BatchInput,
+        example = json!({"events": [{"type": "started", "run_id": "r1"}, {"type": "completed", "run_id": "r1"}]})),
     responses((status = 200, body = BatchAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody)))]

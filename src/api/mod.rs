@@ -1,13 +1,14 @@
 //! The HTTP API under `/v1`. Handlers only map request → command and result → response.
 
 pub mod alerts;
-mod auth;
+pub mod auth;
 mod body;
 pub mod channels;
 pub mod dto;
 mod error;
 pub mod hosts;
 pub mod ingest;
+pub mod keys;
 pub mod monitors;
 pub mod policy;
 pub mod replay;
@@ -35,6 +36,7 @@ pub use error::{ApiError, ErrorBody};
         (name = "alerts", description = "Incidents"),
         (name = "hosts", description = "Hosts the monitors report from, and host alerts"),
         (name = "channels", description = "Where notifications go"),
+        (name = "keys", description = "API keys of the client: issue, rotation, revocation, audit"),
         (name = "policy", description = "A client's default alert policy and maintenance windows"),
         (name = "service", description = "Health of telltale itself"),
     )
@@ -47,8 +49,45 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.description = Some("A client's API key: `tt_<id>_<secret>`".into());
+        scheme.description = Some(
+            "A client's API key: `tt_<id>_<secret>`. Each operation's security requirements name the scope \
+             it needs (`ingest`, `read`, `admin`; `[]`: any key); alternatives are listed side by side, and \
+             `admin` stands for `ingest` and `read`. A key of another client gets 404 (or 403), never its data."
+                .into(),
+        );
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Where an operation asks for `ingest` or `read`, an `admin` key may call it too: say so with a
+/// second security requirement, as [`Caller::has`] decides.
+fn scope_alternatives(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let Some(security) = operation.security.as_mut() else { continue };
+            let scopes: Vec<String> = security
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .filter_map(|v| v.get("bearer").cloned())
+                .flat_map(|v| serde_json::from_value::<Vec<String>>(v).unwrap_or_default())
+                .collect();
+            if scopes.iter().any(|s| s == "ingest" || s == "read") && !scopes.iter().any(|s| s == "admin") {
+                security.push(SecurityRequirement::new("bearer", ["admin"]));
+            }
+        }
     }
 }
 
@@ -61,8 +100,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(alerts::Api::openapi());
     doc.merge(hosts::Api::openapi());
     doc.merge(channels::Api::openapi());
+    doc.merge(keys::Api::openapi());
     doc.merge(policy::Api::openapi());
     doc.merge(service::Api::openapi());
+    scope_alternatives(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
 }
@@ -95,6 +136,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     alerts::configure(cfg);
     hosts::configure(cfg);
     channels::configure(cfg);
+    keys::configure(cfg);
     policy::configure(cfg);
 }
 

@@ -125,7 +125,7 @@ fn out(app: &App, state: &telltale_domain::monitor::Monitor) -> MonitorOut {
 }
 
 /// Lists the monitors of the key's client.
-#[utoipa::path(get, path = "/v1/monitors", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/monitors", tag = "monitors", security(("bearer" = ["read"])),
     responses((status = 200, body = MonitorList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(app: Data<App>, caller: Caller) -> Result<Json<MonitorList>, ApiError> {
     caller.require(Scope::Read)?;
@@ -136,7 +136,7 @@ pub async fn list(app: Data<App>, caller: Caller) -> Result<Json<MonitorList>, A
 }
 
 /// Creates a monitor.
-#[utoipa::path(post, path = "/v1/monitors", tag = "monitors", security(("bearer" = [])), request_body = CreateMonitor,
+#[utoipa::path(post, path = "/v1/monitors", tag = "monitors", security(("bearer" = ["admin"])), request_body = CreateMonitor,
     responses((status = 201, body = MonitorOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
@@ -179,7 +179,7 @@ pub async fn create(
 }
 
 /// Reads one monitor.
-#[utoipa::path(get, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = ["read"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
     responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -190,7 +190,7 @@ pub async fn get(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<J
 }
 
 /// Changes a monitor's configuration.
-#[utoipa::path(patch, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = [])), request_body = UpdateMonitor,
+#[utoipa::path(patch, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = ["admin"])), request_body = UpdateMonitor,
     params(("slug" = String, Path, description = "The monitor's slug")),
     responses((status = 200, body = MonitorOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -246,7 +246,7 @@ async fn simple(app: &App, caller: &Caller, slug: &str, command: MonitorCommand)
 }
 
 /// Deletes a monitor. Its history stays in the log.
-#[utoipa::path(delete, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/monitors/{slug}", tag = "monitors", security(("bearer" = ["admin"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<HttpResponse, ApiError> {
@@ -255,7 +255,7 @@ pub async fn delete(app: Data<App>, caller: Caller, slug: Path<String>) -> Resul
 }
 
 /// Pauses a monitor: no deadlines, no alerts, until it is resumed or signals again.
-#[utoipa::path(post, path = "/v1/monitors/{slug}/pause", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/monitors/{slug}/pause", tag = "monitors", security(("bearer" = ["admin"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
     responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn pause(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<Json<MonitorOut>, ApiError> {
@@ -263,7 +263,7 @@ pub async fn pause(app: Data<App>, caller: Caller, slug: Path<String>) -> Result
 }
 
 /// Resumes a paused monitor; its next deadline counts from now.
-#[utoipa::path(post, path = "/v1/monitors/{slug}/resume", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/monitors/{slug}/resume", tag = "monitors", security(("bearer" = ["admin"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
     responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn resume(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<Json<MonitorOut>, ApiError> {
@@ -350,7 +350,7 @@ pub struct HistoryPage {
 }
 
 /// A monitor's event history, newest first.
-#[utoipa::path(get, path = "/v1/monitors/{slug}/events", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/monitors/{slug}/events", tag = "monitors", security(("bearer" = ["read"])),
     params(("slug" = String, Path, description = "The monitor's slug"), HistoryQuery),
     responses((status = 200, body = HistoryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn events(
@@ -423,7 +423,7 @@ pub struct RunsPage {
 }
 
 /// A monitor's runs, newest first.
-#[utoipa::path(get, path = "/v1/monitors/{slug}/runs", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/monitors/{slug}/runs", tag = "monitors", security(("bearer" = ["read"])),
     params(("slug" = String, Path, description = "The monitor's slug"), RunsQuery),
     responses((status = 200, body = RunsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn runs(

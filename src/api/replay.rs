@@ -86,7 +86,7 @@ pub struct ReplayRequest {
 /// Runs detection again over the monitor's recorded inputs with a virtual clock. With the
 /// recorded policy the result is identical to what was recorded; with another policy the
 /// rows show what would have been derived instead, beside what was.
-#[utoipa::path(post, path = "/v1/monitors/{slug}/replay", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/monitors/{slug}/replay", tag = "monitors", security(("bearer" = ["read"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
     request_body(content = Option<ReplayRequest>, description = "Optional"),
     responses((status = 200, body = ReplayReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

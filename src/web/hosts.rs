@@ -1,8 +1,8 @@
 //! The dashboard's hosts: every host the monitors report from, which of its monitors are silent,
 //! and its host alert (most of its monitors fell silent together); a page per host.
 
-use actix_web::HttpResponse;
 use actix_web::web::{Data, Path};
+use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use telltale_domain::host::host_name;
@@ -10,6 +10,7 @@ use telltale_domain::ids;
 use telltale_projections::models::alerts;
 use telltale_projections::models::hosts::{self, HostView};
 
+use super::auth::{self, SignedIn};
 use super::{badge, page, path_segment, since};
 use crate::api::ApiError;
 use crate::app::App;
@@ -46,11 +47,16 @@ pub fn section(rows: &[HostView], now: DateTime<Utc>) -> Markup {
     }
 }
 
-pub async fn host(app: Data<App>, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub async fn host(
+    app: Data<App>,
+    req: HttpRequest,
+    SignedIn(person): SignedIn,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (client, raw) = path.into_inner();
     let not_found = || ApiError::not_found("host_not_found", "no such host");
-    if ids::validate_client_name(&client).is_err() {
-        return Err(not_found());
+    if ids::validate_client_name(&client).is_err() || !person.sees(&client) {
+        return Ok(auth::not_found_page());
     }
     let host = host_name(&raw).ok_or_else(not_found)?;
     app.consistent().await;
@@ -61,6 +67,7 @@ pub async fn host(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRe
     Ok(page(
         &format!("Host {host}"),
         html! {
+            (auth::nav(&req, &person))
             p { a href="/" { "← all monitors" } }
             h1 { "Host " (host) " " (badge(status)) }
             p.sub { (client) " · " (view.state.members.len()) " monitors, " (view.state.silent().count()) " silent" }

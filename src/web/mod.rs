@@ -1,8 +1,8 @@
 //! The dashboard: every monitor on every server on one page, server-rendered, refreshing
 //! itself. No scripts or styles from anywhere else.
 
-use actix_web::HttpResponse;
 use actix_web::web::{self, Data, Path};
+use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use telltale_domain::ids;
@@ -12,9 +12,12 @@ use telltale_projections::models::{alerts, history, monitors, runs};
 use crate::api::ApiError;
 use crate::api::dto::MonitorOut;
 use crate::app::App;
+use auth::SignedIn;
 
+pub mod auth;
 mod channels;
 mod hosts;
+mod keys;
 
 const REFRESH_SECONDS: u32 = 5;
 
@@ -23,6 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/monitors/{client}/{slug}", web::get().to(monitor));
     cfg.route("/monitors/{client}/{slug}/alerts/{alert_id}/acknowledge", web::post().to(acknowledge));
     cfg.route("/hosts/{client}/{host}", web::get().to(hosts::host));
+    auth::configure(cfg);
+    keys::configure(cfg);
 }
 
 /// One path segment, percent-encoded (a host name may hold any character).
@@ -76,6 +81,9 @@ a { color: #2450b2; text-decoration: none; } a:hover { text-decoration: underlin
 button { font: inherit; font-size: .8rem; padding: .15rem .6rem; border: 1px solid #c7ccd6; border-radius: 6px; background: #fff; cursor: pointer; }
 .alert { color: #a31b1b; font-weight: 600; } .muted { color: #8a93a3; }
 .summary span { margin-right: 1rem; } pre { white-space: pre-wrap; margin: 0; font-size: .8rem; }
+nav { margin-bottom: 1rem; } form.inline { display: inline; margin-left: .5rem; }
+label { display: inline-block; margin-right: 1rem; } input, select, button { font: inherit; }
+.key { font-family: monospace; background: #fff; padding: .5rem; border: 1px solid #ccc; word-break: break-all; }
 "#;
 
 /// Keeps "… ago" current between refreshes.
@@ -89,16 +97,31 @@ function tick() {
   }
 }
 setInterval(tick, 1000);
+// Every POST form carries the CSRF token (the tt_csrf cookie), also forms without the field.
+document.addEventListener('submit', function (e) {
+  const form = e.target;
+  if ((form.method || '').toLowerCase() !== 'post') return;
+  const m = document.cookie.match(/(?:^|; )tt_csrf=([^;]+)/);
+  if (!m) return;
+  let field = form.querySelector('input[name=csrf]');
+  if (!field) { field = document.createElement('input'); field.type = 'hidden'; field.name = 'csrf'; form.appendChild(field); }
+  field.value = m[1];
+}, true);
 "#;
 
 fn page(title: &str, body: Markup) -> HttpResponse {
+    page_with(title, body, true)
+}
+
+/// A page; `refresh` makes it reload itself (not for pages with forms).
+pub fn page_with(title: &str, body: Markup, refresh: bool) -> HttpResponse {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta http-equiv="refresh" content=(REFRESH_SECONDS);
+                @if refresh { meta http-equiv="refresh" content=(REFRESH_SECONDS); }
                 title { (title) " · telltale" }
                 style { (PreEscaped(STYLE)) }
             }
@@ -108,20 +131,24 @@ fn page(title: &str, body: Markup) -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(markup.into_string())
 }
 
-async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
+async fn index(app: Data<App>, req: HttpRequest, SignedIn(person): SignedIn) -> Result<HttpResponse, ApiError> {
     app.consistent().await;
     let now = app.clock.now();
-    let rows = monitors::list(&app.read.pool, None).await?;
+    let mut rows = monitors::list(&app.read.pool, person.client.as_deref()).await?;
+    rows.retain(|v| person.sees(&v.state.client));
     let views: Vec<(String, MonitorOut)> =
         rows.iter().map(|v| (v.state.client.clone(), MonitorOut::of(&v.state, now, app.started_at))).collect();
     let count = |s: MonitorStatus| views.iter().filter(|(_, m)| m.status == s.as_str()).count();
     let open_alerts = views.iter().map(|(_, m)| m.alerts.len()).sum::<usize>();
-    let channel_rows = telltale_projections::models::notifications::all_channels(&app.read.pool).await?;
-    let host_rows = telltale_projections::models::hosts::list(&app.read.pool, None).await?;
+    let mut channel_rows = telltale_projections::models::notifications::all_channels(&app.read.pool).await?;
+    channel_rows.retain(|c| person.sees(&c.client));
+    let mut host_rows = telltale_projections::models::hosts::list(&app.read.pool, None).await?;
+    host_rows.retain(|h| person.sees(&h.state.client));
     let host_alerts = host_rows.iter().filter(|h| h.state.alert.is_some()).count();
     Ok(page(
         "Monitors",
         html! {
+            (auth::nav(&req, &person))
             h1 { "telltale" }
             p.sub.summary {
                 span { (views.len()) " monitors" }
@@ -174,10 +201,15 @@ async fn index(app: Data<App>) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+async fn monitor(
+    app: Data<App>,
+    req: HttpRequest,
+    SignedIn(person): SignedIn,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (client, slug) = path.into_inner();
-    if ids::validate_client_name(&client).is_err() || ids::validate_slug(&slug).is_err() {
-        return Err(ApiError::not_found("monitor_not_found", "no such monitor"));
+    if ids::validate_client_name(&client).is_err() || ids::validate_slug(&slug).is_err() || !person.sees(&client) {
+        return Ok(auth::not_found_page());
     }
     app.consistent().await;
     let now = app.clock.now();
@@ -191,6 +223,7 @@ async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRes
     Ok(page(
         &m.name,
         html! {
+            (auth::nav(&req, &person))
             p { a href="/" { "← all monitors" } }
             h1 { (m.name) " " (badge(&m.status)) }
             p.sub { (client) " / " (m.slug) " · " (m.schedule.describe()) ", grace " (m.grace)
@@ -233,9 +266,8 @@ async fn monitor(app: Data<App>, path: Path<(String, String)>) -> Result<HttpRes
                                 span.muted { "acknowledged " (since(Some(at), now))
                                     @if let Some(by) = &a.acknowledged_by { " by " (by) } }
                             } @else if a.state == "open" {
-                                // A plain POST form; sign-in and CSRF protection come with the
-                                // dashboard's sign-in (issue 5).
                                 form.inline method="post" action={ "/monitors/" (client) "/" (m.slug) "/alerts/" (a.alert_id) "/acknowledge" } {
+                                    (auth::csrf_field(&req))
                                     button type="submit" { "Acknowledge" }
                                 }
                             }
@@ -301,13 +333,19 @@ fn policy_summary(p: &crate::api::dto::AlertPolicyOut) -> String {
     parts.join(" · ")
 }
 
-/// The dashboard's acknowledge button: acknowledges, then back to the monitor's page.
-async fn acknowledge(app: Data<App>, path: Path<(String, String, uuid::Uuid)>) -> Result<HttpResponse, ApiError> {
+/// The dashboard's acknowledge button: acknowledges in the name of who is signed in, then back
+/// to the monitor's page. Anyone who sees the client's monitors may take one of its alerts
+/// (an on-call act, not a change of configuration); the CSRF guard covers the form.
+async fn acknowledge(
+    app: Data<App>,
+    SignedIn(person): SignedIn,
+    path: Path<(String, String, uuid::Uuid)>,
+) -> Result<HttpResponse, ApiError> {
     let (client, slug, alert_id) = path.into_inner();
-    if ids::validate_client_name(&client).is_err() || ids::validate_slug(&slug).is_err() {
-        return Err(ApiError::not_found("monitor_not_found", "no such monitor"));
+    if ids::validate_client_name(&client).is_err() || ids::validate_slug(&slug).is_err() || !person.sees(&client) {
+        return Ok(auth::not_found_page());
     }
-    crate::api::alerts::acknowledge_alert(&app, &client, alert_id, Some("dashboard".into()), None).await?;
+    crate::api::alerts::acknowledge_alert(&app, &client, alert_id, Some(person.name.clone()), None).await?;
     Ok(HttpResponse::SeeOther().insert_header(("Location", format!("/monitors/{client}/{slug}"))).finish())
 }
 

@@ -20,10 +20,80 @@ use telltale_domain::span::Span;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// Every log line the application wrote in this test process, at the most verbose level
+/// telltale logs at, so that a test can check that no secret ever reached a log.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber (once per process).
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::new(
+            "info,telltale=trace,telltale_projections=trace,actix_web=debug,actix_http=debug,sqlx=warn",
+        );
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(|| Capture).try_init();
+    });
+}
+
+/// Fails the test if any of `secrets` appears in a captured log line.
+pub fn assert_no_secret_logged(secrets: &[String]) {
+    let logs = captured_logs();
+    for secret in secrets {
+        let (_, tail) = secret.rsplit_once('_').unwrap_or(("", secret));
+        for needle in [secret.as_str(), tail] {
+            if needle.len() >= 16 && logs.contains(needle) {
+                let line = logs.lines().find(|l| l.contains(needle)).unwrap_or_default();
+                panic!("a secret reached the logs: {line}");
+            }
+        }
+    }
+}
+
+/// The secrets a test app handed out; checked against the logs when the app goes away.
+#[derive(Default)]
+pub struct Secrets(Mutex<Vec<String>>);
+
+impl Secrets {
+    pub fn remember(&self, secret: &str) {
+        self.0.lock().unwrap().push(secret.to_string());
+    }
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_no_secret_logged(&self.all());
+        }
+    }
+}
+
 /// An HTTP client (with the process's one TLS crypto provider installed).
 pub fn http_client() -> reqwest::Client {
     telltale::app::install_crypto();
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 pub fn t0() -> DateTime<Utc> {
@@ -39,6 +109,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub dir: Arc<tempfile::TempDir>,
     pub port: u16,
+    /// Every key secret handed out in this test: none may reach a log line.
+    pub secrets: Arc<Secrets>,
     handle: ServerHandle,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -74,6 +146,7 @@ impl TestApp {
 
     /// Like [`TestApp::spawn_with`], with a change to the configuration.
     pub async fn spawn_configured(options: Options, configure: impl FnOnce(&mut Config)) -> TestApp {
+        capture_logs();
         let dir = options.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
         let clock = options.clock.unwrap_or_else(|| ManualClock::new(t0()));
         let shared: SharedClock = Arc::new(clock.clone());
@@ -88,7 +161,10 @@ impl TestApp {
             app.register_client("acme").await.unwrap();
         }
         let key = app.issue_key("acme", Scope::DEFAULT.to_vec(), None).await.unwrap().token;
+        let secrets = Arc::new(Secrets::default());
+        secrets.remember(&key);
         TestApp {
+            secrets,
             base: format!("http://127.0.0.1:{port}"),
             http: http_client(),
             key,
@@ -117,7 +193,9 @@ impl TestApp {
         if !self.app.client_exists(client).await.unwrap() {
             self.app.register_client(client).await.unwrap();
         }
-        self.app.issue_key(client, scopes.to_vec(), None).await.unwrap().token
+        let key = self.app.issue_key(client, scopes.to_vec(), None).await.unwrap().token;
+        self.secrets.remember(&key);
+        key
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -183,6 +261,43 @@ impl TestApp {
         self.log().await.into_iter().filter(|e| e.stream_id == stream).map(|e| e.event_type).collect()
     }
 
+    /// Adds a dashboard user with a password (set through a one-time link, as a person would).
+    pub async fn user(&self, name: &str, client: Option<&str>, role: telltale_domain::users::Role, password: &str) {
+        self.app.add_user(name, client, role, "test").await.unwrap();
+        let link = self.app.issue_sign_in_link(name, "test").await.unwrap();
+        self.app.set_password_with_link(link.expose(), password).await.unwrap();
+    }
+
+    /// Signs in over HTTP as a browser would; returns the `Cookie` header to send afterwards
+    /// (session and CSRF cookies) and the CSRF token.
+    pub async fn sign_in(&self, name: &str, password: &str) -> (String, String) {
+        let page = self.http.get(self.url("/signin")).send().await.unwrap();
+        let csrf = cookie_of(&page, "tt_csrf").expect("the sign-in page sets a CSRF cookie");
+        let response = self
+            .http
+            .post(self.url("/signin"))
+            .header("cookie", format!("tt_csrf={csrf}"))
+            .form(&[("name", name), ("password", password), ("csrf", &csrf), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{name} signs in");
+        let session = cookie_of(&response, "tt_session").expect("a session cookie");
+        (format!("tt_session={session}; tt_csrf={csrf}"), csrf)
+    }
+
+    /// A dashboard page as an operator sees it (signed in as `operator`, added on first use).
+    pub async fn dashboard(&self, path: &str) -> String {
+        const PASSWORD: &str = "operator password";
+        if self.app.person("operator").await.is_none() {
+            self.user("operator", None, telltale_domain::users::Role::Operator, PASSWORD).await;
+        }
+        let (cookie, _) = self.sign_in("operator", PASSWORD).await;
+        let response = self.http.get(self.url(path)).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.text().await.unwrap()
+    }
+
     /// Moves the clock and waits until the detector has acted on every deadline up to then and
     /// the read models hold the result.
     pub async fn advance(&self, by: TimeDelta) {
@@ -196,7 +311,11 @@ impl TestApp {
         let now = self.clock.now();
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                if self.app.detector.idle_at(now) && self.app.hosts.is_idle() {
+                if self.app.detector.idle_at(now)
+                    && self.app.hosts.is_idle()
+                    && self.app.host_detector.idle_at(now)
+                    && self.app.key_detector.idle_at(now)
+                {
                     let head = self.app.store.head().await.unwrap();
                     if self.app.projector.wait_for(head, Duration::from_millis(50)).await {
                         return;
@@ -371,6 +490,16 @@ where
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// The value a response sets for cookie `name`.
+pub fn cookie_of(response: &Response, name: &str) -> Option<String> {
+    response.headers().get_all("set-cookie").iter().find_map(|v| {
+        let text = v.to_str().ok()?;
+        let (pair, _) = text.split_once(';').unwrap_or((text, ""));
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    })
 }
 
 /// A port nothing listens on (bound, then released).

@@ -1,52 +1,26 @@
-//! The dashboard in a real browser (headless Chromium): every monitor of every client, with its
-//! status, last heartbeat, host and active alerts.
+//! The dashboard in a real browser (headless Chromium), signed in as an operator: every monitor
+//! of every client, with its status, last heartbeat, host and active alerts.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::json;
+use telltale_domain::users::Role;
 
+use crate::browser::{Browser, chromium};
 use crate::common::*;
 
-/// Chromium, or `None` (with a printed line) where it is not installed. CI sets
-/// `TELLTALE_REQUIRE_BROWSER=1`, and there a missing browser fails the test.
-fn chromium() -> Option<PathBuf> {
-    let found = ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
-        let out = Command::new("which").arg(name).output().ok()?;
-        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("TELLTALE_REQUIRE_BROWSER").is_err(),
-            "TELLTALE_REQUIRE_BROWSER is set but Chromium is not installed"
-        );
-        eprintln!("skipping the browser test: Chromium is not installed (apt-get install -y chromium)");
-    }
-    found
-}
-
-/// The DOM Chromium builds for `url`, after its scripts ran.
-fn dump_dom(browser: &PathBuf, url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=1500",
-            &format!("--user-data-dir={}", profile.path().display()),
-            "--dump-dom",
-            url,
-        ])
-        .output()
-        .expect("chromium runs");
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Signs in through the sign-in page, then returns the DOM of each page of `urls`.
+fn signed_in_doms(browser: &PathBuf, base: &str, name: &str, password: &str, urls: &[String]) -> Vec<String> {
+    let mut browser = Browser::launch(browser);
+    browser.goto(&format!("{base}/"));
+    assert!(browser.url().contains("/signin?next="), "the dashboard asks to sign in first: {}", browser.url());
+    browser.submit("#signin", &[("name", name), ("password", password)]);
+    urls.iter()
+        .map(|url| {
+            browser.goto(url);
+            browser.dom()
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,13 +34,16 @@ async fn the_dashboard_shows_every_monitor_with_status_last_heartbeat_host_and_a
     let other = app.key_for("globex", &telltale_domain::client::Scope::DEFAULT).await;
     app.post_as(&other, "/v1/monitors", json!({"slug": "billing", "schedule": {"every": "1h"}})).await;
     app.advance(secs(12)).await;
+    app.user("root", None, Role::Operator, "a long enough password").await;
 
-    let dom = tokio::task::spawn_blocking({
-        let (browser, url) = (browser.clone(), app.url("/"));
-        move || dump_dom(&browser, &url)
+    let urls = vec![app.url("/"), app.url("/monitors/acme/log-rotate")];
+    let doms = tokio::task::spawn_blocking({
+        let (browser, base) = (browser.clone(), app.base.clone());
+        move || signed_in_doms(&browser, &base, "root", "a long enough password", &urls)
     })
     .await
     .unwrap();
+    let (dom, detail) = (&doms[0], &doms[1]);
     assert!(dom.contains("<table id=\"monitors\">"), "{dom}");
     for (slug, status) in [("nightly-sync", "up"), ("log-rotate", "down"), ("billing", "new")] {
         assert!(
@@ -80,12 +57,6 @@ async fn the_dashboard_shows_every_monitor_with_status_last_heartbeat_host_and_a
     assert!(dom.contains("ago"), "last heartbeats read as \"… ago\"");
     assert!(dom.contains("http-equiv=\"refresh\""), "it refreshes itself");
 
-    let detail = tokio::task::spawn_blocking({
-        let (browser, url) = (browser.clone(), app.url("/monitors/acme/log-rotate"));
-        move || dump_dom(&browser, &url)
-    })
-    .await
-    .unwrap();
     for text in ["HeartbeatMissed", "AlertOpened", "HeartbeatReceived", "Recent events"] {
         assert!(detail.contains(text), "{text}: {detail}");
     }
@@ -103,8 +74,8 @@ async fn the_dashboard_shows_every_monitor_with_status_last_heartbeat_host_and_a
         app.post("/v1/monitors/backup/events", event).await;
     }
     let backup = tokio::task::spawn_blocking({
-        let url = app.url("/monitors/acme/backup");
-        move || dump_dom(&browser, &url)
+        let (base, urls) = (app.base.clone(), vec![app.url("/monitors/acme/backup")]);
+        move || signed_in_doms(&browser, &base, "root", "a long enough password", &urls).remove(0)
     })
     .await
     .unwrap();

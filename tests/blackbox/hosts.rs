@@ -241,11 +241,13 @@ async fn hosts_and_their_alerts_are_listed_and_validated() {
     assert!(theirs["hosts"].as_array().unwrap().is_empty());
     assert_eq!(app.get_as(&other, "/v1/hosts/web-1").await.status().as_u16(), 404);
     // The dashboard shows the host and its alert.
-    let page = app.http.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let page = app.dashboard("/").await;
     assert!(page.contains("data-host=\"web-1\" data-status=\"silent\""), "{page}");
-    let host_page = app.http.get(app.url("/hosts/acme/web-1")).send().await.unwrap();
-    assert_eq!(host_page.status().as_u16(), 200);
-    assert!(host_page.text().await.unwrap().contains("inhibited by the host alert"));
+    let host_page = app.dashboard("/hosts/acme/web-1").await;
+    assert!(host_page.contains("inhibited by the host alert"), "{host_page}");
+    // Signed out, the host page is the sign-in page, not the host.
+    let signed_out = app.http.get(app.url("/hosts/acme/web-1")).send().await.unwrap().text().await.unwrap();
+    assert!(!signed_out.contains("inhibited by the host alert"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,7 +167,7 @@ async fn a_receiver_that_fails_for_good_is_given_up_with_its_error_visible() {
     assert!(attempts.iter().all(|r| r.idempotency_key == attempts[0].idempotency_key));
     assert_eq!(count_type(&app.log().await, "NotificationAbandoned"), 1);
 
-    let dashboard = app.http.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let dashboard = app.dashboard("/").await;
     assert!(dashboard.contains(r#"data-channel="flaky" data-health="failing""#), "{dashboard}");
     assert!(dashboard.contains("the receiver answered HTTP 500") && dashboard.contains("1 given up"), "{dashboard}");
 
@@ -178,7 +178,7 @@ async fn a_receiver_that_fails_for_good_is_given_up_with_its_error_visible() {
     let resolved = receiver.next(WAIT).await.expect("the resolution goes out");
     assert_eq!((resolved.body["transition"].as_str(), resolved.body["attempt"].as_u64()), (Some("resolved"), Some(1)));
     until("the channel is healthy again", || async { first_channel(&app).await["health"] == "ok" }).await;
-    let dashboard = app.http.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let dashboard = app.dashboard("/").await;
     assert!(dashboard.contains(r#"data-channel="flaky" data-health="ok""#), "{dashboard}");
 }
 

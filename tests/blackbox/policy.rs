@@ -112,8 +112,8 @@ async fn a_silence_is_one_curl_call_holds_alerts_and_ends_early_with_delete() {
     assert_eq!(alerts.len(), 1);
     assert_eq!((alerts[0]["held"].as_str(), alerts[0]["notified"].as_bool()), (Some("silenced"), Some(false)));
     assert_eq!(monitor(&app, "deploy-me").await["status"], "down");
-    let page: Value = app.get("/monitors/acme/deploy-me").await.text().await.map(Value::from).unwrap();
-    assert!(page.as_str().unwrap().contains("silenced"), "the dashboard says so");
+    let page = app.dashboard("/monitors/acme/deploy-me").await;
+    assert!(page.contains("silenced"), "the dashboard says so");
 
     // Ended early at 12:05: the deadline restarts from then (12:06:10), and the alert, still
     // open, is announced then, once.
@@ -173,7 +173,7 @@ async fn maintenance_windows_are_listed_cover_monitors_by_tag_and_are_removed() 
     assert_eq!(opened.body["monitor"], "web");
     let db = monitor(&app, "db-sync").await;
     assert_eq!(db["maintenance"][0]["reason"], "db upgrade");
-    let page = app.get("/monitors/acme/db-sync").await.text().await.unwrap();
+    let page = app.dashboard("/monitors/acme/db-sync").await;
     assert!(page.contains("in maintenance"));
 
     // Removing it ends it at once; the held alert gets a fresh deadline from then.
@@ -232,12 +232,20 @@ async fn reminders_and_escalation_reach_their_channels_until_acknowledged() {
     }
     assert_ne!(first.idempotency_key, opened.idempotency_key);
 
-    // Acknowledged through the dashboard's button: both channels hear who took it, and the
-    // reminders stop.
+    // Acknowledged through the dashboard's button, by someone signed in (the form carries the
+    // CSRF token): both channels hear who took it, and the reminders stop.
     let alert_id = app.alerts("open").await[0]["id"].as_str().unwrap().to_string();
-    let form =
-        app.http.post(app.url(&format!("/monitors/acme/billing/alerts/{alert_id}/acknowledge"))).send().await.unwrap();
-    assert!(form.status().is_success() || form.status().is_redirection(), "{}", form.status());
+    app.user("ana", Some("acme"), telltale_domain::users::Role::Viewer, "ana's long password").await;
+    let (cookie, csrf) = app.sign_in("ana", "ana's long password").await;
+    let page = app.http.get(app.url("/monitors/acme/billing")).header("cookie", &cookie).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let action = format!("/monitors/acme/billing/alerts/{alert_id}/acknowledge");
+    assert!(page.contains(&action) && page.contains("Acknowledge"), "the button is on the page");
+    let without_token =
+        app.http.post(app.url(&action)).header("cookie", &cookie).form(&[("x", "y")]).send().await.unwrap();
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN, "the CSRF guard covers the form");
+    let form = app.http.post(app.url(&action)).header("cookie", &cookie).form(&[("csrf", &csrf)]).send().await.unwrap();
+    assert_eq!(form.status(), StatusCode::SEE_OTHER);
     app.settle().await;
     for receiver in [&mut team, &mut pager] {
         let acked = receiver.next(WAIT).await.expect("acknowledged");
@@ -245,13 +253,13 @@ async fn reminders_and_escalation_reach_their_channels_until_acknowledged() {
             (acked.body["transition"].as_str(), acked.body["state"].as_str()),
             (Some("acknowledged"), Some("acknowledged"))
         );
-        assert_eq!(acked.body["acknowledged_by"], "dashboard");
+        assert_eq!(acked.body["acknowledged_by"], "ana");
     }
     app.advance(secs(5 * 3600)).await;
     app.settle().await;
     assert!(team.next(Duration::from_millis(300)).await.is_none(), "no reminder after the acknowledgement");
     let alert = &app.alerts("open").await[0];
-    assert_eq!((alert["reminders"].as_i64(), alert["acknowledged_by"].as_str()), (Some(1), Some("dashboard")));
+    assert_eq!((alert["reminders"].as_i64(), alert["acknowledged_by"].as_str()), (Some(1), Some("ana")));
     assert!(alert["escalated_at"].is_string());
 }
 

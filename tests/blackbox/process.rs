@@ -272,3 +272,119 @@ async fn c31_a_ping_answered_200_survives_a_kill_right_after_it() {
     let alerts: Value = json_of(&http, &format!("{}/v1/alerts?state=all", server.base), &key).await;
     assert!(alerts["alerts"].as_array().unwrap().is_empty(), "{alerts}");
 }
+
+/// `telltale serve` on a fresh database (as `make run` starts it): the key, the curl line, and a
+/// one-time sign-in link for the first operator instead of a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_server_prints_a_key_and_a_one_time_sign_in_link_for_the_first_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve"])
+        .env("TELLTALE_DATABASE_URL", db_url(dir.path()))
+        .env("TELLTALE_LISTEN", "127.0.0.1:0")
+        .env("TELLTALE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains("Stop with Ctrl-C.") {
+        assert!(stdout.read_line(&mut banner).unwrap() > 0, "the banner ends: {banner}");
+    }
+    let _server = Server { child, base: String::new(), port: 0 };
+    assert!(banner.lines().next().unwrap().starts_with("telltale is running on http://127.0.0.1:"), "{banner}");
+    let key = banner.lines().find_map(|l| l.trim().strip_prefix("export TELLTALE_KEY=")).unwrap().to_string();
+    assert!(banner.contains("curl -X POST"), "{banner}");
+    let link = banner.lines().find(|l| l.contains("/welcome?token=")).unwrap().trim().to_string();
+    assert!(
+        banner.contains("one-time link") && banner.contains("choose a password"),
+        "a link, not a password: {banner}"
+    );
+
+    let http = http_client();
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = cookie_of(&page, "tt_csrf").unwrap();
+    let token = link.split("token=").nth(1).unwrap();
+    let welcome = link.split("/welcome").next().unwrap().to_string() + "/welcome";
+    let set = http
+        .post(&welcome)
+        .header("cookie", format!("tt_csrf={csrf}"))
+        .form(&[
+            ("token", token),
+            ("password", "first admin password"),
+            ("again", "first admin password"),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 303, "the link sets a password and signs in");
+    let session = cookie_of(&set, "tt_session").unwrap();
+    let base = welcome.trim_end_matches("/welcome").to_string();
+    let index = http.get(format!("{base}/")).header("cookie", format!("tt_session={session}")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(index.text().await.unwrap().contains("signed in as"));
+    assert_eq!(http.get(&link).send().await.unwrap().status(), 404, "the link works once");
+    let monitors = http.get(format!("{base}/v1/monitors")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(monitors.status(), 200, "the printed key works");
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(log.contains("GET /welcome?token=… "), "the request log shows the link's path, not its token: {log}");
+    for secret in [&key[20..], &token[19..]] {
+        assert!(!log.contains(secret), "a secret reached the server's log: {log}");
+    }
+}
+
+/// The CLI: a rotating key, its list, its revocation and the audit replayed from the log.
+#[test]
+fn the_cli_creates_lists_revokes_and_audits_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("TELLTALE_DATABASE_URL", db_url(dir.path()))
+            .env("TELLTALE_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (out, err) = cli(&[
+        "keys",
+        "create",
+        "--client",
+        "acme",
+        "--create-client",
+        "--scope",
+        "ingest",
+        "--rotate-every",
+        "30d",
+        "--overlap",
+        "7d",
+        "--label",
+        "web",
+    ]);
+    let key = out.lines().last().unwrap().trim().to_string();
+    assert!(key.starts_with("tt_") && key.len() == 84, "alone on the last line: {out}");
+    assert!(err.contains("rotating every 30d with 7d overlap"), "{err}");
+    let id = &key[3..19];
+    let (list, _) = cli(&["keys", "list", "--client", "acme"]);
+    assert!(
+        list.contains(id) && list.contains("active") && list.contains("web") && !list.contains(&key[20..]),
+        "{list}"
+    );
+    cli(&["keys", "revoke", id, "--client", "acme"]);
+    let (list, _) = cli(&["keys", "list", "--client", "acme"]);
+    assert!(list.contains("revoked"), "{list}");
+    let (audit, _) = cli(&["audit", "keys", "--client", "acme"]);
+    let lines: Vec<&str> = audit.lines().filter(|l| l.contains(id)).collect();
+    assert!(lines[0].contains("issued") && lines[0].contains("by cli"), "{audit}");
+    assert!(lines[1].contains("revoked") && lines[1].contains("by cli"), "{audit}");
+    let (at, _) = cli(&["audit", "keys", "--client", "acme", "--at", "2000-01-01T00:00:00Z"]);
+    assert!(at.contains("no key was valid at 2000-01-01T00:00:00Z"), "{at}");
+    let (json, _) = cli(&["audit", "keys", "--client", "acme", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["keys"][0]["id"], id);
+    assert!(!json.to_string().contains(&key[20..]), "never a secret");
+}
