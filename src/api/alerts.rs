@@ -175,7 +175,7 @@ pub struct AcknowledgeInput {
 
 /// Acknowledges an open alert: reminders and escalation stop, and the channels that were told
 /// of it hear who took it. Acknowledging it again changes nothing. The body is optional.
-#[utoipa::path(post, path = "/v1/alerts/{id}/acknowledge", tag = "alerts", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/alerts/{id}/acknowledge", tag = "alerts", security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path, description = "The alert's id")),
     request_body(content = Option<AcknowledgeInput>, description = "Optional"),
     responses((status = 200, body = AlertOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

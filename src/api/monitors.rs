@@ -287,7 +287,7 @@ pub struct SilenceInput {
 /// counted from the end, a failure after its retry window), one that recovered meanwhile is
 /// announced resolved once, and an alert announced before it and unchanged is not announced
 /// again. A new silence replaces the one under way.
-#[utoipa::path(post, path = "/v1/monitors/{slug}/silence", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/monitors/{slug}/silence", tag = "monitors", security(("bearer" = ["admin"])),
     request_body = SilenceInput, params(("slug" = String, Path, description = "The monitor's slug")),
     responses((status = 200, body = MonitorOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -299,7 +299,8 @@ pub async fn silence(
     payload: web::Payload,
 ) -> Result<Json<MonitorOut>, ApiError> {
     caller.require(Scope::Admin)?;
-    check_slug(&slug)?;
+    // A monitor that is not there (or not this client's) is a 404 whatever the body says.
+    current(&app, &caller, &slug).await?;
     let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
     let input: SilenceInput = body::json(&bytes)?;
     let command = MonitorCommand::Silence { duration: input.duration.to_span("duration")?, reason: input.reason };
@@ -307,7 +308,7 @@ pub async fn silence(
 }
 
 /// Ends a monitor's silence now (nothing happens when it has none).
-#[utoipa::path(delete, path = "/v1/monitors/{slug}/silence", tag = "monitors", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/monitors/{slug}/silence", tag = "monitors", security(("bearer" = ["admin"])),
     params(("slug" = String, Path, description = "The monitor's slug")),
     responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn unsilence(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<Json<MonitorOut>, ApiError> {

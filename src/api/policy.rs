@@ -54,7 +54,7 @@ async fn policy_out(app: &App, client: &str) -> Result<ClientPolicyOut, ApiError
 }
 
 /// The key's client's default alert policy, and what it comes to with telltale's defaults.
-#[utoipa::path(get, path = "/v1/alert-policy", tag = "policy", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/alert-policy", tag = "policy", security(("bearer" = ["read"])),
     responses((status = 200, body = ClientPolicyOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn get_policy(app: Data<App>, caller: Caller) -> Result<Json<ClientPolicyOut>, ApiError> {
     caller.require(Scope::Read)?;
@@ -64,7 +64,7 @@ pub async fn get_policy(app: Data<App>, caller: Caller) -> Result<Json<ClientPol
 /// Sets the client's default alert policy (replacing it whole; `{}` returns to telltale's
 /// defaults). Every monitor of the client follows it at once, except for the knobs its own
 /// `alert_policy` states.
-#[utoipa::path(put, path = "/v1/alert-policy", tag = "policy", security(("bearer" = [])), request_body = AlertPolicyInput,
+#[utoipa::path(put, path = "/v1/alert-policy", tag = "policy", security(("bearer" = ["admin"])), request_body = AlertPolicyInput,
     responses((status = 200, body = ClientPolicyOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn set_policy(
@@ -151,7 +151,7 @@ fn window_out(w: &MaintenanceWindow, now: DateTime<Utc>) -> WindowOut {
 }
 
 /// The client's maintenance windows.
-#[utoipa::path(get, path = "/v1/maintenance", tag = "policy", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/maintenance", tag = "policy", security(("bearer" = ["read"])),
     responses((status = 200, body = WindowList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_windows(app: Data<App>, caller: Caller) -> Result<Json<WindowList>, ApiError> {
     caller.require(Scope::Read)?;
@@ -163,7 +163,7 @@ pub async fn list_windows(app: Data<App>, caller: Caller) -> Result<Json<WindowL
 /// Adds a maintenance window. Inside it, what the covered monitors do is recorded and their
 /// alerts are held; when it ends, an unchanged state is not announced again, a recovery is
 /// announced once, and timers (deadlines, retry windows, reminders) start from its end.
-#[utoipa::path(post, path = "/v1/maintenance", tag = "policy", security(("bearer" = [])), request_body = WindowInput,
+#[utoipa::path(post, path = "/v1/maintenance", tag = "policy", security(("bearer" = ["admin"])), request_body = WindowInput,
     responses((status = 201, body = WindowOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_window(
@@ -213,7 +213,7 @@ pub async fn add_window(
 }
 
 /// Removes a maintenance window; one under way ends now.
-#[utoipa::path(delete, path = "/v1/maintenance/{id}", tag = "policy", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/maintenance/{id}", tag = "policy", security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path, description = "The window's id")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
