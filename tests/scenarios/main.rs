@@ -683,7 +683,7 @@ async fn every_scenario_alerts_exactly_on_its_outages() {
     let mut latencies = Vec::new();
     report.push_str(&format!(
         "{:<44} {:>9} {:>8} {:>6} {:>6} {:>6} {:>5} {:>12}\n",
-        "scenario", "kind", "expected", "alerts", "false", "missed", "dup", "latency max"
+        "scenario", "kind", "expected", "paged", "false", "missed", "dup", "latency max"
     ));
     for file in scenario_files() {
         let text = std::fs::read_to_string(&file).unwrap();
