@@ -11,7 +11,7 @@ use telltale_domain::EventPayload;
 use telltale_domain::client::{ClientAggregate, ClientCommand};
 use telltale_domain::host::HostAggregate;
 use telltale_domain::ids::{self, streams};
-use telltale_domain::monitor::MonitorAggregate;
+use telltale_domain::monitor::{ClientDefaults, MonitorAggregate, MonitorCommand};
 use telltale_domain::system::{ServiceStarted, ServiceStopped, SystemEvent};
 use telltale_domain::users::UserAggregate;
 use telltale_projections::models::clients::{self, KeyRecord};
@@ -157,7 +157,7 @@ impl App {
             clients.warm("client:").await?;
         }
         let guards = crate::limits::Guards::new(&config.limits);
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             guards,
             config,
             clock,
@@ -174,7 +174,18 @@ impl App {
             node_id,
             started_at,
             keys,
-        }))
+        });
+        if role == Role::Server {
+            // A change of a client's defaults that a crash interrupted reaches the rest now.
+            for stream in app.store.list_streams("client:").await? {
+                let Some(client) = stream.strip_prefix("client:") else { continue };
+                let changed = app.apply_client_defaults(client).await?;
+                if changed > 0 {
+                    tracing::info!(client, monitors = changed, "client defaults brought up to date");
+                }
+            }
+        }
+        Ok(app)
     }
 
     /// Waits (briefly) until the read models hold everything appended so far, so that a client
@@ -227,6 +238,49 @@ impl App {
                 .insert(key_id.to_string(), (record.clone(), std::time::Instant::now()));
         }
         Ok(record)
+    }
+
+    /// What a client states for all its monitors: its default alert policy and maintenance
+    /// windows.
+    pub async fn client_defaults(&self, client: &str) -> Result<ClientDefaults, StoreError> {
+        Ok(self.clients.state(&streams::client(client)).await?.defaults())
+    }
+
+    /// Records the client's current defaults on every one of its monitors whose stream holds
+    /// others (each monitor's decisions depend only on its own stream, which keeps replay exact).
+    /// Run after every change of the defaults, and at start-up for whatever a crash left undone.
+    /// Returns how many monitors were brought up to date.
+    pub async fn apply_client_defaults(&self, client: &str) -> Result<usize, StoreError> {
+        let defaults = self.client_defaults(client).await?.normalized();
+        let mut changed = 0;
+        for stream in self.store.list_streams(&format!("monitor:{client}:")).await? {
+            if self.bring_up_to_date(&stream, &defaults).await? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Records the client's current defaults on one monitor if its stream holds others (after
+    /// its creation, say, when they changed meanwhile). Returns whether it did.
+    pub async fn apply_client_defaults_to(&self, client: &str, slug: &str) -> Result<bool, StoreError> {
+        let defaults = self.client_defaults(client).await?.normalized();
+        self.bring_up_to_date(&streams::monitor(client, slug), &defaults).await
+    }
+
+    async fn bring_up_to_date(&self, stream: &str, defaults: &ClientDefaults) -> Result<bool, StoreError> {
+        let state = self.monitors.state(stream).await?;
+        if !state.exists() || &state.client_defaults() == defaults {
+            return Ok(false);
+        }
+        match self.monitors.execute(stream, MonitorCommand::ApplyClientDefaults(defaults.clone()), None).await {
+            Ok(_) => Ok(true),
+            Err(CommandError::Domain(e)) => {
+                tracing::warn!(stream, error = %e, "client defaults not applied");
+                Ok(false)
+            }
+            Err(CommandError::Store(e)) => Err(e),
+        }
     }
 
     pub async fn client_names(&self) -> anyhow::Result<Vec<String>> {

@@ -1,6 +1,13 @@
 //! Runs commands against aggregates: load state (cached in memory, from a snapshot plus the
 //! stream's tail on first use), `decide`, append with the expected version, `evolve`.
 //!
+//! Every command is stamped with the clock when it enters its stream's queue, and decided at
+//! that instant, in queue order: a heartbeat received before a deadline is decided before the
+//! detector's tick for that deadline, and as of its arrival, however long it then waits behind
+//! an append in flight (a slow disk, a busy group commit). Ingest lag can therefore never turn
+//! an on-time signal into a miss, and the log holds each stream's decisions in the order and at
+//! the instants they were made, which is what replay reproduces (edge cases C29, C32).
+//!
 //! Commands for one stream queue up while an append for that stream is in flight; the next
 //! holder of the stream decides all of them on the evolving state and appends their events in
 //! one go. A thousand concurrent heartbeats to one monitor therefore cost a handful of appends,
@@ -57,7 +64,15 @@ type Reply<A> = oneshot::Sender<
 struct Pending<A: Aggregate> {
     command: A::Command,
     idempotency_key: Option<String>,
+    /// When it entered the queue: the instant it is decided at.
+    stamp: DateTime<Utc>,
     reply: Reply<A>,
+}
+
+/// Commands waiting for a stream, and the last stamp given, so stamps never go backwards.
+struct Queue<A: Aggregate> {
+    waiting: Vec<Pending<A>>,
+    last_stamp: Option<DateTime<Utc>>,
 }
 
 struct Loaded<S> {
@@ -67,7 +82,7 @@ struct Loaded<S> {
 }
 
 struct Slot<A: Aggregate> {
-    queue: Mutex<Vec<Pending<A>>>,
+    queue: Mutex<Queue<A>>,
     state: tokio::sync::Mutex<Option<Loaded<A::State>>>,
 }
 
@@ -124,7 +139,12 @@ impl<A: Aggregate + IdempotencyAnchor + 'static> Handler<A> {
         let mut slots = self.slots.lock().expect("slots lock");
         slots
             .entry(stream.to_string())
-            .or_insert_with(|| Arc::new(Slot { queue: Mutex::new(Vec::new()), state: tokio::sync::Mutex::new(None) }))
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    queue: Mutex::new(Queue { waiting: Vec::new(), last_stamp: None }),
+                    state: tokio::sync::Mutex::new(None),
+                })
+            })
             .clone()
     }
 
@@ -135,32 +155,25 @@ impl<A: Aggregate + IdempotencyAnchor + 'static> Handler<A> {
         command: A::Command,
         idempotency_key: Option<String>,
     ) -> Result<Outcome<A::State, A::Event>, CommandError<A::Error>> {
-        if let Some(key) = &idempotency_key
-            && let Some(seen) = self.store.find_by_idempotency_key(stream, key).await?
-        {
-            return self.duplicate(stream, &seen).await;
-        }
         let (reply, answer) = oneshot::channel();
         let slot = self.slot(stream);
-        slot.queue.lock().expect("queue lock").push(Pending { command, idempotency_key, reply });
+        {
+            // Stamped and queued at once, with nothing awaited before: the queue's order is
+            // the order of the stamps. (A repeated idempotency key is answered from the log
+            // when its turn comes.)
+            let mut queue = slot.queue.lock().expect("queue lock");
+            let stamp = queue.last_stamp.map_or(self.clock.now(), |last| last.max(self.clock.now()));
+            queue.last_stamp = Some(stamp);
+            queue.waiting.push(Pending { command, idempotency_key, stamp, reply });
+        }
         {
             let mut guard = slot.state.lock().await;
-            let batch: Vec<Pending<A>> = std::mem::take(&mut *slot.queue.lock().expect("queue lock"));
+            let batch: Vec<Pending<A>> = std::mem::take(&mut slot.queue.lock().expect("queue lock").waiting);
             if !batch.is_empty() {
                 self.process(stream, &mut guard, batch).await;
             }
         }
         answer.await.map_err(|_| CommandError::Store(StoreError::Closed))?
-    }
-
-    async fn duplicate(
-        &self,
-        stream: &str,
-        seen: &telltale_domain::RecordedEvent,
-    ) -> Result<Outcome<A::State, A::Event>, CommandError<A::Error>> {
-        let event = A::Event::decode_recorded(seen).map_err(StoreError::backend)?;
-        let state = self.state(stream).await?;
-        Ok(Outcome { events: vec![(seen.position, event)], state, duplicate: true })
     }
 
     /// The current state of a stream, loading it if it is not cached.
@@ -280,7 +293,7 @@ impl<A: Aggregate + IdempotencyAnchor + 'static> Handler<A> {
                     duplicates.push((i, first));
                     continue;
                 }
-                let ctx = Context::new(self.clock.now(), self.service_started_at);
+                let ctx = Context::new(pending.stamp, self.service_started_at);
                 match A::decide(&working, pending.command.clone(), &ctx) {
                     Ok(events) => {
                         let start = to_append.len();

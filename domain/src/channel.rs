@@ -621,6 +621,17 @@ pub struct Notification {
     /// When this attempt was sent.
     #[serde(default, with = "micros::option")]
     pub sent_at: Option<DateTime<Utc>>,
+    /// For a `reminder`: which one, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder: Option<u32>,
+    /// For `escalated`: the channels it was escalated to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_to: Option<Vec<String>>,
+    /// For `acknowledged`: who took it, and what they said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Notification {

@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, Context};
 use crate::event_family;
+use crate::maintenance::MaintenanceWindow;
+use crate::monitor::{ClientDefaults, check_defaults};
+use crate::policy::AlertPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,6 +75,25 @@ pub struct ChannelRemoved {
     pub at: DateTime<Utc>,
 }
 
+/// The client's default alert policy for all its monitors (each may override it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertPolicySet {
+    pub alert_policy: AlertPolicy,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceWindowAdded {
+    pub window: MaintenanceWindow,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceWindowRemoved {
+    pub window_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
 event_family! {
     pub enum ClientEvent {
         ClientRegistered(ClientRegistered),
@@ -82,6 +104,9 @@ event_family! {
         KeyRotated(KeyRotated),
         KeyExpired(KeyExpired),
         KeyLockedOut(KeyLockedOut),
+        AlertPolicySet(AlertPolicySet),
+        MaintenanceWindowAdded(MaintenanceWindowAdded),
+        MaintenanceWindowRemoved(MaintenanceWindowRemoved),
     }
 }
 
@@ -130,6 +155,11 @@ pub enum ClientCommand {
     RemoveChannel {
         channel_id: Uuid,
     },
+    SetAlertPolicy(AlertPolicy),
+    AddMaintenanceWindow(MaintenanceWindow),
+    RemoveMaintenanceWindow {
+        window_id: Uuid,
+    },
 }
 
 /// A successor, ready in case a rotation issues it.
@@ -150,6 +180,8 @@ pub enum ClientError {
     KeyNotFound(String),
     #[error("no channel `{0}`")]
     ChannelNotFound(Uuid),
+    #[error("no maintenance window `{0}`")]
+    WindowNotFound(Uuid),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -175,6 +207,20 @@ pub struct Client {
     pub name: String,
     pub keys: BTreeMap<String, KeyState>,
     pub channels: BTreeMap<Uuid, ChannelState>,
+    #[serde(default)]
+    pub alert_policy: AlertPolicy,
+    #[serde(default)]
+    pub maintenance: BTreeMap<Uuid, MaintenanceWindow>,
+}
+
+impl Client {
+    /// What every monitor of this client records as its client's defaults.
+    pub fn defaults(&self) -> ClientDefaults {
+        ClientDefaults {
+            alert_policy: self.alert_policy.clone(),
+            maintenance: self.maintenance.values().cloned().collect(),
+        }
+    }
 }
 
 /// Checks a channel's configuration for its kind (see [`crate::channel`]).
@@ -189,7 +235,7 @@ impl Aggregate for ClientAggregate {
     type Command = ClientCommand;
     type Event = ClientEvent;
     type Error = ClientError;
-    const STATE_VERSION: i32 = 2;
+    const STATE_VERSION: i32 = 3;
 
     /// What time made true first (key expiries, each stamped with its instant), then the
     /// command's own facts on the state those left.
@@ -303,6 +349,29 @@ fn decide_command(state: &Client, command: ClientCommand, ctx: &Context) -> Resu
             }
             vec![ClientEvent::ChannelRemoved(ChannelRemoved { channel_id, at })]
         }
+        ClientCommand::SetAlertPolicy(alert_policy) => {
+            alert_policy.check().map_err(|e| ClientError::Invalid(format!("alert_policy.{e}")))?;
+            if alert_policy == state.alert_policy {
+                vec![]
+            } else {
+                vec![ClientEvent::AlertPolicySet(AlertPolicySet { alert_policy, at })]
+            }
+        }
+        ClientCommand::AddMaintenanceWindow(window) => {
+            if state.maintenance.contains_key(&window.id) {
+                return Err(ClientError::Conflict(format!("maintenance window `{}` already exists", window.id)));
+            }
+            let mut defaults = state.defaults();
+            defaults.maintenance.push(window.clone());
+            check_defaults(&defaults).map_err(|e| ClientError::Invalid(e.to_string()))?;
+            vec![ClientEvent::MaintenanceWindowAdded(MaintenanceWindowAdded { window, at })]
+        }
+        ClientCommand::RemoveMaintenanceWindow { window_id } => {
+            if !state.maintenance.contains_key(&window_id) {
+                return Err(ClientError::WindowNotFound(window_id));
+            }
+            vec![ClientEvent::MaintenanceWindowRemoved(MaintenanceWindowRemoved { window_id, at })]
+        }
     })
 }
 
@@ -325,6 +394,13 @@ fn evolve(mut state: Client, event: &ClientEvent) -> Client {
         }
         ClientEvent::ChannelRemoved(e) => {
             state.channels.remove(&e.channel_id);
+        }
+        ClientEvent::AlertPolicySet(e) => state.alert_policy = e.alert_policy.clone(),
+        ClientEvent::MaintenanceWindowAdded(e) => {
+            state.maintenance.insert(e.window.id, e.window.clone());
+        }
+        ClientEvent::MaintenanceWindowRemoved(e) => {
+            state.maintenance.remove(&e.window_id);
         }
     }
     state

@@ -2,6 +2,7 @@
 //! clock. Time is always a value passed in, which is what makes replay exact.
 
 pub mod aggregate;
+pub mod alerting;
 pub mod channel;
 pub mod client;
 pub mod cron;
@@ -9,8 +10,10 @@ pub mod event;
 pub mod host;
 pub mod ids;
 pub mod keys;
+pub mod maintenance;
 pub mod monitor;
 pub mod notification;
+pub mod policy;
 pub mod replay;
 pub mod schedule;
 pub mod span;

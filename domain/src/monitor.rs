@@ -16,6 +16,8 @@ use uuid::Uuid;
 use crate::aggregate::{Aggregate, Context};
 use crate::event_family;
 use crate::ids::streams;
+use crate::maintenance::MaintenanceWindow;
+use crate::policy::{AlertPolicy, HoldReason, Policy};
 use crate::schedule::Schedule;
 use crate::span::Span;
 
@@ -51,6 +53,51 @@ pub struct MonitorConfig {
     pub min_interval: Option<Span>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// This monitor's own alert policy: each knob it states overrides its client's default.
+    #[serde(default, skip_serializing_if = "AlertPolicy::is_empty")]
+    pub alert_policy: AlertPolicy,
+    /// A paused monitor ignores signals (recorded as `SignalIgnored`) instead of resuming.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual_resume: bool,
+}
+
+impl MonitorConfig {
+    /// A configuration with the usual defaults for everything but what is given.
+    pub fn new(name: impl Into<String>, schedule: Schedule, grace: Span) -> MonitorConfig {
+        MonitorConfig {
+            name: name.into(),
+            schedule,
+            grace,
+            max_runtime: None,
+            min_interval: None,
+            tags: vec![],
+            alert_policy: AlertPolicy::default(),
+            manual_resume: false,
+        }
+    }
+}
+
+/// What a client states for all its monitors, recorded on each monitor's stream so that its
+/// decisions depend on nothing outside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientDefaults {
+    #[serde(default, skip_serializing_if = "AlertPolicy::is_empty")]
+    pub alert_policy: AlertPolicy,
+    /// Every maintenance window of the client; each says which monitors it covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<MaintenanceWindow>,
+}
+
+impl ClientDefaults {
+    pub fn is_empty(&self) -> bool {
+        self == &ClientDefaults::default()
+    }
+
+    /// Windows in the order of their ids, so that equal defaults compare equal.
+    pub fn normalized(mut self) -> ClientDefaults {
+        self.maintenance.sort_by_key(|w| w.id);
+        self
+    }
 }
 
 /// What a signal carries besides its kind.
@@ -76,6 +123,9 @@ pub enum AlertCause {
     Failed,
     /// A run started and did not finish within `max_runtime`: it hangs.
     TimedOut,
+    /// The monitor changed state more often than the policy's flapping threshold: one alert
+    /// speaks for it until it is stable again.
+    Flapping,
 }
 
 impl AlertCause {
@@ -84,6 +134,7 @@ impl AlertCause {
             AlertCause::Missed => "missed",
             AlertCause::Failed => "failed",
             AlertCause::TimedOut => "timed_out",
+            AlertCause::Flapping => "flapping",
         }
     }
 }
@@ -226,6 +277,10 @@ pub struct AlertOpened {
     pub cause: AlertCause,
     pub opened_at: DateTime<Utc>,
     pub message: String,
+    /// Recorded but not announced: the monitor is silenced, in maintenance or flapping. It is
+    /// announced (`AlertAnnounced`) if it is still open once that is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HoldReason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,6 +290,159 @@ pub struct AlertResolved {
     pub opened_at: DateTime<Utc>,
     pub resolved_at: DateTime<Utc>,
     pub message: String,
+    /// Nobody was told of this alert (it was held all along), so nobody is told it resolved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet: bool,
+}
+
+/// A held alert is announced: its hold ended and it is still open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertAnnounced {
+    pub alert_id: Uuid,
+    pub cause: AlertCause,
+    pub opened_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
+/// An announced alert's trouble ended while the monitor was held (silenced, in maintenance,
+/// flapping): its resolution is announced when the hold ends, unless the trouble comes back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecovered {
+    pub alert_id: Uuid,
+    pub cause: AlertCause,
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
+/// The trouble of a recovered (not yet resolved) alert came back: it goes on as before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecurred {
+    pub alert_id: Uuid,
+    pub cause: AlertCause,
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
+/// An open, unacknowledged alert is announced again (`realert_every`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertReminded {
+    pub alert_id: Uuid,
+    pub cause: AlertCause,
+    pub opened_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    /// 1 for the first reminder.
+    pub reminder: u32,
+    pub message: String,
+}
+
+/// An alert stayed unacknowledged for `escalate_after`: the `escalate_to` channels are told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEscalated {
+    pub alert_id: Uuid,
+    pub cause: AlertCause,
+    pub opened_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    /// Names of the channels told.
+    pub channels: Vec<String>,
+    pub message: String,
+}
+
+/// Someone took the alert: reminders and escalation stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertAcknowledged {
+    pub alert_id: Uuid,
+    pub cause: AlertCause,
+    pub opened_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Failed runs that a later success fixed before any alert opened (under `failure_tolerance`
+/// or inside `retry_window`): transient, recorded, nobody paged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRecovered {
+    pub at: DateTime<Utc>,
+    pub failed_runs: u32,
+    pub first_failed_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+/// A deadline fell while telltale itself was not listening (stopped, restarting): whether the
+/// process was silent is unknown, so nothing is alerted; it gets its next expectation, and its
+/// grace, counted from when telltale listened again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadlineUnobserved {
+    pub deadline: DateTime<Utc>,
+    pub expected_at: DateTime<Utc>,
+    /// When telltale listened again.
+    pub listening_since: DateTime<Utc>,
+    /// The first instant after that: the time of this fact.
+    pub noticed_at: DateTime<Utc>,
+    /// The deadline counted from then.
+    pub rescheduled_to: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_signal_at: Option<DateTime<Utc>>,
+}
+
+/// The client's defaults (alert policy, maintenance windows) as they apply to this monitor
+/// from now on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientDefaultsApplied {
+    #[serde(flatten)]
+    pub defaults: ClientDefaults,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorSilenced {
+    pub until: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A silence was ended early.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SilenceLifted {
+    pub at: DateTime<Utc>,
+}
+
+/// A silence ran out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SilenceExpired {
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceStarted {
+    pub window_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceEnded {
+    pub window_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+/// A paused monitor with `manual_resume` received a signal: logged, and it stays paused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalIgnored {
+    pub at: DateTime<Utc>,
+    pub kind: SignalKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    pub reason: String,
+    #[serde(flatten)]
+    pub details: SignalDetails,
 }
 
 event_family! {
@@ -256,6 +464,21 @@ event_family! {
         SignalTooEarly(SignalTooEarly),
         AlertOpened(AlertOpened),
         AlertResolved(AlertResolved),
+        AlertAnnounced(AlertAnnounced),
+        AlertRecovered(AlertRecovered),
+        AlertRecurred(AlertRecurred),
+        AlertReminded(AlertReminded),
+        AlertEscalated(AlertEscalated),
+        AlertAcknowledged(AlertAcknowledged),
+        FailureRecovered(FailureRecovered),
+        DeadlineUnobserved(DeadlineUnobserved),
+        ClientDefaultsApplied(ClientDefaultsApplied),
+        MonitorSilenced(MonitorSilenced),
+        SilenceLifted(SilenceLifted),
+        SilenceExpired(SilenceExpired),
+        MaintenanceStarted(MaintenanceStarted),
+        MaintenanceEnded(MaintenanceEnded),
+        SignalIgnored(SignalIgnored),
     }
 }
 
@@ -279,6 +502,21 @@ impl MonitorEvent {
             MonitorEvent::SignalTooEarly(e) => e.at,
             MonitorEvent::AlertOpened(e) => e.opened_at,
             MonitorEvent::AlertResolved(e) => e.resolved_at,
+            MonitorEvent::AlertAnnounced(e) => e.at,
+            MonitorEvent::AlertRecovered(e) => e.at,
+            MonitorEvent::AlertRecurred(e) => e.at,
+            MonitorEvent::AlertReminded(e) => e.at,
+            MonitorEvent::AlertEscalated(e) => e.at,
+            MonitorEvent::AlertAcknowledged(e) => e.at,
+            MonitorEvent::FailureRecovered(e) => e.at,
+            MonitorEvent::DeadlineUnobserved(e) => e.noticed_at,
+            MonitorEvent::ClientDefaultsApplied(e) => e.at,
+            MonitorEvent::MonitorSilenced(e) => e.at,
+            MonitorEvent::SilenceLifted(e) => e.at,
+            MonitorEvent::SilenceExpired(e) => e.at,
+            MonitorEvent::MaintenanceStarted(e) => e.at,
+            MonitorEvent::MaintenanceEnded(e) => e.at,
+            MonitorEvent::SignalIgnored(e) => e.at,
         }
     }
 
@@ -288,6 +526,23 @@ impl MonitorEvent {
             MonitorEvent::RunProgressed(e) => Some(&e.run_id),
             MonitorEvent::RunCompleted(e) | MonitorEvent::RunFailed(e) => Some(&e.run_id),
             MonitorEvent::RunTimedOut(e) => Some(&e.run_id),
+            MonitorEvent::FailureRecovered(e) => e.run_id.as_deref(),
+            MonitorEvent::SignalIgnored(e) => e.run_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The alert an alert event is about.
+    pub fn alert(&self) -> Option<(Uuid, AlertCause)> {
+        match self {
+            MonitorEvent::AlertOpened(e) => Some((e.alert_id, e.cause)),
+            MonitorEvent::AlertResolved(e) => Some((e.alert_id, e.cause)),
+            MonitorEvent::AlertAnnounced(e) => Some((e.alert_id, e.cause)),
+            MonitorEvent::AlertRecovered(e) => Some((e.alert_id, e.cause)),
+            MonitorEvent::AlertRecurred(e) => Some((e.alert_id, e.cause)),
+            MonitorEvent::AlertReminded(e) => Some((e.alert_id, e.cause)),
+            MonitorEvent::AlertEscalated(e) => Some((e.alert_id, e.cause)),
+            MonitorEvent::AlertAcknowledged(e) => Some((e.alert_id, e.cause)),
             _ => None,
         }
     }
@@ -304,6 +559,16 @@ impl MonitorEvent {
                 | MonitorEvent::SignalTooEarly(_)
                 | MonitorEvent::AlertOpened(_)
                 | MonitorEvent::AlertResolved(_)
+                | MonitorEvent::AlertAnnounced(_)
+                | MonitorEvent::AlertRecovered(_)
+                | MonitorEvent::AlertRecurred(_)
+                | MonitorEvent::AlertReminded(_)
+                | MonitorEvent::AlertEscalated(_)
+                | MonitorEvent::FailureRecovered(_)
+                | MonitorEvent::DeadlineUnobserved(_)
+                | MonitorEvent::SilenceExpired(_)
+                | MonitorEvent::MaintenanceStarted(_)
+                | MonitorEvent::MaintenanceEnded(_)
         )
     }
 }
@@ -356,12 +621,30 @@ pub struct Signal {
     pub details: SignalDetails,
 }
 
+// One command per request, moved once into `decide`: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MonitorCommand {
     Create {
         client: String,
         slug: String,
         config: MonitorConfig,
+        /// The client's defaults at creation, recorded with the monitor when not empty.
+        defaults: ClientDefaults,
+    },
+    /// The client's defaults changed (or were found different at start-up).
+    ApplyClientDefaults(ClientDefaults),
+    /// Hold the monitor's alerts for `duration` from now (replaces a silence under way).
+    Silence {
+        duration: Span,
+        reason: Option<String>,
+    },
+    /// End a silence early.
+    Unsilence,
+    Acknowledge {
+        alert_id: Uuid,
+        by: Option<String>,
+        note: Option<String>,
     },
     Reconfigure {
         config: MonitorConfig,
@@ -380,6 +663,8 @@ pub enum MonitorError {
     NotFound(String),
     #[error("a monitor `{0}` already exists")]
     AlreadyExists(String),
+    #[error("no open alert `{0}` on this monitor")]
+    AlertNotFound(Uuid),
     #[error("{0}")]
     Invalid(String),
 }
@@ -423,6 +708,34 @@ pub struct OpenRun {
 pub struct OpenAlert {
     pub alert_id: Uuid,
     pub opened_at: DateTime<Utc>,
+    #[serde(default)]
+    pub message: String,
+    /// Why it is recorded and not (yet) announced; `None` once announced.
+    #[serde(default)]
+    pub held: Option<HoldReason>,
+    /// When it was announced (opened, or announced after its hold).
+    #[serde(default)]
+    pub announced_at: Option<DateTime<Utc>>,
+    /// A held alert to announce at this instant, unless it resolves first.
+    #[serde(default)]
+    pub announce_at: Option<DateTime<Utc>>,
+    /// Good runs or beats in a row since the trouble (see `recovery_threshold`).
+    #[serde(default)]
+    pub good_streak: u32,
+    /// The trouble ended while the monitor was held; the resolution waits for the hold's end.
+    #[serde(default)]
+    pub recovered_at: Option<DateTime<Utc>>,
+    /// When it was last announced or reminded of.
+    #[serde(default)]
+    pub last_notified_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub reminders: u32,
+    #[serde(default)]
+    pub escalated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
 }
 
 /// The status a person sees. `late` is computed at read time from `expected_at` and the clock
@@ -439,6 +752,8 @@ pub enum MonitorStatus {
     Failing,
     /// A run has been going for longer than `max_runtime`.
     Hung,
+    /// It changed state more often than its flapping threshold allows.
+    Flapping,
     Paused,
 }
 
@@ -452,10 +767,48 @@ impl MonitorStatus {
             MonitorStatus::Down => "down",
             MonitorStatus::Failing => "failing",
             MonitorStatus::Hung => "hung",
+            MonitorStatus::Flapping => "flapping",
             MonitorStatus::Paused => "paused",
         }
     }
 }
+
+/// Failed runs not yet alerted on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failures {
+    /// Failed runs in a row.
+    pub consecutive: u32,
+    pub first_at: Option<DateTime<Utc>>,
+    /// Finished runs (time, failed) inside the failure ratio's window, oldest first.
+    #[serde(default)]
+    pub recent: Vec<(DateTime<Utc>, bool)>,
+}
+
+/// Failures reached the tolerance: the alert opens at `since + retry_window` unless a run
+/// succeeds first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingFailure {
+    pub since: DateTime<Utc>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    pub until: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+/// A maintenance window as this monitor knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowState {
+    pub window: MaintenanceWindow,
+    /// Occurrences ending at or before this are behind.
+    pub cursor: DateTime<Utc>,
+}
+
+/// Most finished runs remembered for a failure ratio.
+pub(crate) const MAX_RECENT: usize = 10_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Monitor {
@@ -482,6 +835,30 @@ pub struct Monitor {
     pub alerts: BTreeMap<AlertCause, OpenAlert>,
     /// Alerts ever opened on this stream; names the next alert deterministically.
     pub alert_seq: u64,
+    /// The client's default alert policy, as last recorded on this stream.
+    #[serde(default)]
+    pub client_policy: AlertPolicy,
+    /// The client's maintenance windows, as last recorded on this stream.
+    #[serde(default)]
+    pub windows: BTreeMap<Uuid, WindowState>,
+    /// Maintenance windows under way for this monitor: id → end.
+    #[serde(default)]
+    pub maintenance: BTreeMap<Uuid, DateTime<Utc>>,
+    #[serde(default)]
+    pub silence: Option<Silence>,
+    /// When the last silence or maintenance window ended: timers restart from it.
+    #[serde(default)]
+    pub hold_ended_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub failures: Failures,
+    #[serde(default)]
+    pub pending_failure: Option<PendingFailure>,
+    /// Expected slots missed in a row (see `missed_tolerance`).
+    #[serde(default)]
+    pub misses: u32,
+    /// Recent changes of alert state, newest last (see flapping).
+    #[serde(default)]
+    pub changes: Vec<DateTime<Utc>>,
 }
 
 impl Monitor {
@@ -495,6 +872,27 @@ impl Monitor {
 
     fn grace(&self) -> chrono::TimeDelta {
         self.config.as_ref().map(|c| c.grace.to_delta()).unwrap_or_default()
+    }
+
+    /// The alert policy in force: the monitor's own, over its client's, over telltale's.
+    pub fn policy(&self) -> Policy {
+        let own = self.config.as_ref().map(|c| c.alert_policy.clone()).unwrap_or_default();
+        own.over(&self.client_policy).resolve()
+    }
+
+    /// Why announcements are held right now, apart from flapping.
+    pub fn hold(&self) -> Option<HoldReason> {
+        if self.silence.is_some() {
+            Some(HoldReason::Silenced)
+        } else if !self.maintenance.is_empty() {
+            Some(HoldReason::Maintenance)
+        } else {
+            None
+        }
+    }
+
+    pub fn flapping(&self) -> bool {
+        self.alerts.contains_key(&AlertCause::Flapping)
     }
 
     /// When a signal is next expected (the deadline without its grace).
@@ -539,25 +937,72 @@ impl Monitor {
             .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
     }
 
-    /// The next instant at which the passing of time alone will produce a fact: lateness, a
-    /// miss, or a hung run. The detector wakes the monitor then; replay steps through the same
-    /// instants.
+    /// What the passing of time alone will next make true, and when: the end or start of a
+    /// hold, a hung run, lateness or a miss, a failure's page, a reminder… The detector wakes
+    /// the monitor then; replay steps through the same instants.
     pub fn next_wake(&self, service_started_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let expectation = self.effective_deadline(service_started_at).map(|deadline| {
-            let expected = deadline - self.grace();
-            if !self.late && expected < deadline { expected } else { deadline }
-        });
-        let run = self.next_run_deadline(service_started_at).map(|(at, _, _)| at);
-        match (expectation, run) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        self.next_due(service_started_at).map(|(at, _)| at)
+    }
+
+    /// The earliest wake, and what it is. At one instant, holds change first, then runs, then
+    /// expectations, then the alert policy's own timers.
+    pub(crate) fn next_due(&self, service_started_at: DateTime<Utc>) -> Option<(DateTime<Utc>, Wake)> {
+        if !self.exists() {
+            return None;
         }
+        let mut best: Option<(DateTime<Utc>, Wake)> = None;
+        let mut offer = |at: DateTime<Utc>, wake: Wake| {
+            if best.as_ref().is_none_or(|(b, w)| (at, wake.rank()) < (*b, w.rank())) {
+                best = Some((at, wake));
+            }
+        };
+        if let Some(silence) = &self.silence {
+            offer(silence.until, Wake::SilenceEnds);
+        }
+        for (id, until) in &self.maintenance {
+            offer(*until, Wake::MaintenanceEnds(*id));
+        }
+        let (tags, slug) = (self.config.as_ref().map(|c| c.tags.as_slice()).unwrap_or_default(), &self.slug);
+        for (id, w) in &self.windows {
+            if self.maintenance.contains_key(id) || !w.window.selects(slug, tags) {
+                continue;
+            }
+            if let Some((start, end)) = w.window.occurrence_after(w.cursor) {
+                let at = start.max(w.cursor);
+                if at < end {
+                    offer(at, Wake::MaintenanceStarts(*id, end));
+                }
+            }
+        }
+        if !self.paused {
+            if let Some((at, _, _)) = self.next_run_deadline(service_started_at) {
+                offer(at, Wake::RunHangs);
+            }
+            if let Some(raw) = self.deadline {
+                if raw <= service_started_at {
+                    // Noticed at the first instant telltale listens again (strictly after its
+                    // start, so that a telltale that died at its very start has not noticed it).
+                    offer(service_started_at + chrono::TimeDelta::microseconds(1), Wake::Unobserved);
+                } else if let Some(deadline) = self.effective_deadline(service_started_at) {
+                    let expected = deadline - self.grace();
+                    if !self.late && expected < deadline {
+                        offer(expected, Wake::Late);
+                    } else {
+                        offer(deadline, Wake::Deadline);
+                    }
+                }
+            }
+            crate::alerting::offer_wakes(self, &mut offer);
+        }
+        best
     }
 
     /// The status without the clock: everything but `late`.
     pub fn status(&self) -> MonitorStatus {
         if self.paused {
             MonitorStatus::Paused
+        } else if self.flapping() {
+            MonitorStatus::Flapping
         } else if self.alerts.contains_key(&AlertCause::Missed) {
             MonitorStatus::Down
         } else if self.alerts.contains_key(&AlertCause::TimedOut) {
@@ -583,13 +1028,65 @@ impl Monitor {
         self.open_runs.iter().filter(|(_, run)| run.timed_out)
     }
 
-    fn next_alert_id(&self) -> Uuid {
+    /// The alert with this id, if it is open.
+    pub fn open_alert(&self, alert_id: Uuid) -> Option<(AlertCause, &OpenAlert)> {
+        self.alerts.iter().find(|(_, a)| a.alert_id == alert_id).map(|(c, a)| (*c, a))
+    }
+
+    /// The client's defaults as recorded on this stream.
+    pub fn client_defaults(&self) -> ClientDefaults {
+        ClientDefaults {
+            alert_policy: self.client_policy.clone(),
+            maintenance: self.windows.values().map(|w| w.window.clone()).collect(),
+        }
+    }
+
+    pub(crate) fn next_alert_id(&self) -> Uuid {
         Uuid::new_v5(&ALERT_NAMESPACE, format!("{}#{}", self.stream_id(), self.alert_seq + 1).as_bytes())
     }
 
-    fn deadline_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn deadline_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let config = self.config.as_ref()?;
         Some(config.schedule.next_expected(at) + config.grace.to_delta())
+    }
+}
+
+/// What a wake is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    SilenceEnds,
+    MaintenanceEnds(Uuid),
+    MaintenanceStarts(Uuid, DateTime<Utc>),
+    RunHangs,
+    Unobserved,
+    Late,
+    Deadline,
+    /// A failure's retry window ran out.
+    FailurePages,
+    /// A held alert is announced.
+    Announce(AlertCause),
+    /// A flapping monitor has been stable for a whole window.
+    FlappingSettles,
+    Remind(AlertCause),
+    Escalate(AlertCause),
+}
+
+impl Wake {
+    fn rank(&self) -> u8 {
+        match self {
+            Wake::SilenceEnds => 0,
+            Wake::MaintenanceEnds(_) => 1,
+            Wake::MaintenanceStarts(..) => 2,
+            Wake::RunHangs => 3,
+            Wake::Unobserved => 4,
+            Wake::Late => 5,
+            Wake::Deadline => 6,
+            Wake::FailurePages => 7,
+            Wake::FlappingSettles => 8,
+            Wake::Announce(_) => 9,
+            Wake::Escalate(_) => 10,
+            Wake::Remind(_) => 11,
+        }
     }
 }
 
@@ -601,7 +1098,7 @@ pub fn late_or(status: MonitorStatus, expected_at: Option<DateTime<Utc>>, now: D
     }
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -614,11 +1111,11 @@ pub fn due(state: &Monitor, ctx: &Context) -> Vec<MonitorEvent> {
     let mut events = Vec::new();
     let mut current = state.clone();
     for _ in 0..MAX_DUE_STEPS {
-        let Some(wake) = current.next_wake(ctx.service_started_at) else { break };
+        let Some((wake, what)) = current.next_due(ctx.service_started_at) else { break };
         if wake > ctx.now {
             break;
         }
-        let step = due_at(&current, wake, ctx.service_started_at);
+        let step = due_at(&current, wake, what, ctx.service_started_at);
         if step.is_empty() {
             break;
         }
@@ -628,142 +1125,82 @@ pub fn due(state: &Monitor, ctx: &Context) -> Vec<MonitorEvent> {
     events
 }
 
-/// The facts of one wake.
-fn due_at(state: &Monitor, wake: DateTime<Utc>, service_started_at: DateTime<Utc>) -> Vec<MonitorEvent> {
-    if let Some((deadline, run_id, run)) = state.next_run_deadline(service_started_at)
-        && deadline == wake
-    {
-        let max_runtime = state.config.as_ref().and_then(|c| c.max_runtime).unwrap_or_default();
-        let mut events = vec![MonitorEvent::RunTimedOut(RunTimedOut {
-            run_id: run_id.clone(),
-            started_at: run.started_at,
-            deadline,
-            max_runtime,
-        })];
-        if !state.alerts.contains_key(&AlertCause::TimedOut) {
-            events.push(MonitorEvent::AlertOpened(AlertOpened {
-                alert_id: state.next_alert_id(),
-                cause: AlertCause::TimedOut,
-                opened_at: deadline,
-                message: format!(
-                    "{}: run {run_id} started at {} and has not finished within {max_runtime}",
-                    state.slug,
-                    rfc3339(run.started_at)
-                ),
-            }));
+/// The facts of one wake, each followed by its reactions.
+fn due_at(state: &Monitor, wake: DateTime<Utc>, what: Wake, service_started_at: DateTime<Utc>) -> Vec<MonitorEvent> {
+    let fact = match what {
+        Wake::SilenceEnds => MonitorEvent::SilenceExpired(SilenceExpired { at: wake }),
+        Wake::MaintenanceEnds(window_id) => MonitorEvent::MaintenanceEnded(MaintenanceEnded { window_id, at: wake }),
+        Wake::MaintenanceStarts(window_id, until) => MonitorEvent::MaintenanceStarted(MaintenanceStarted {
+            window_id,
+            at: wake,
+            until,
+            reason: state.windows.get(&window_id).map(|w| w.window.reason.clone()).unwrap_or_default(),
+        }),
+        Wake::RunHangs => {
+            let Some((deadline, run_id, run)) = state.next_run_deadline(service_started_at) else { return vec![] };
+            let max_runtime = state.config.as_ref().and_then(|c| c.max_runtime).unwrap_or_default();
+            MonitorEvent::RunTimedOut(RunTimedOut {
+                run_id: run_id.clone(),
+                started_at: run.started_at,
+                deadline,
+                max_runtime,
+            })
         }
-        return events;
-    }
-    let Some(deadline) = state.effective_deadline(service_started_at) else {
-        return vec![];
+        Wake::Unobserved => {
+            let (Some(deadline), Some(rescheduled_to)) = (state.deadline, state.deadline_after(service_started_at))
+            else {
+                return vec![];
+            };
+            MonitorEvent::DeadlineUnobserved(DeadlineUnobserved {
+                deadline,
+                expected_at: deadline - state.grace(),
+                listening_since: service_started_at,
+                noticed_at: wake,
+                rescheduled_to,
+                last_signal_at: state.last_signal_at,
+            })
+        }
+        Wake::Late | Wake::Deadline => {
+            let Some(deadline) = state.effective_deadline(service_started_at) else { return vec![] };
+            let expected_at = deadline - state.grace();
+            if what == Wake::Late {
+                MonitorEvent::MonitorLate(MonitorLate { expected_at, deadline })
+            } else if state.config.as_ref().is_some_and(|c| c.schedule.is_cron()) {
+                MonitorEvent::RunSkipped(RunSkipped { expected_at, deadline, last_signal_at: state.last_signal_at })
+            } else {
+                MonitorEvent::HeartbeatMissed(HeartbeatMissed {
+                    deadline,
+                    expected_at,
+                    last_signal_at: state.last_signal_at,
+                })
+            }
+        }
+        other => return crate::alerting::policy_wake(state, wake, other),
     };
-    let expected_at = deadline - state.grace();
-    if wake < deadline {
-        return vec![MonitorEvent::MonitorLate(MonitorLate { expected_at, deadline })];
-    }
-    let cron = state.config.as_ref().is_some_and(|c| !matches!(c.schedule, crate::schedule::Schedule::Every { .. }));
-    let mut events = vec![if cron {
-        MonitorEvent::RunSkipped(RunSkipped { expected_at, deadline, last_signal_at: state.last_signal_at })
-    } else {
-        MonitorEvent::HeartbeatMissed(HeartbeatMissed { deadline, expected_at, last_signal_at: state.last_signal_at })
-    }];
-    // One outage, one alert: a monitor already alerting (failed, hung or down) is not paged
-    // again for the silence that follows (edge case C41).
-    if state.alerts.is_empty() {
-        let since = state.last_signal_at.map(|t| format!(" since {}", rfc3339(t))).unwrap_or_default();
-        let message = if cron {
-            format!("{}: the run expected at {} did not start{since}", state.slug, rfc3339(expected_at))
-        } else {
-            format!("{} has gone silent: no signal{since}", state.slug)
-        };
-        events.push(MonitorEvent::AlertOpened(AlertOpened {
-            alert_id: state.next_alert_id(),
-            cause: AlertCause::Missed,
-            opened_at: deadline,
-            message,
-        }));
-    }
-    events
+    let mut out = Vec::new();
+    apply_one(state.clone(), fact, wake, &mut out);
+    out
 }
 
-/// What one new fact changes, given the state before and after it: alerts that resolve or
-/// open, and whether it came too early. Applied fact by fact, live and in replay alike.
-pub fn react(before: &Monitor, after: &Monitor, fact: &MonitorEvent, ctx: &Context) -> Vec<MonitorEvent> {
-    let mut events = Vec::new();
-    let mut resolve = |cause: AlertCause, message: String| {
-        if let Some(open) = after.alerts.get(&cause) {
-            events.push(MonitorEvent::AlertResolved(AlertResolved {
-                alert_id: open.alert_id,
-                cause,
-                opened_at: open.opened_at,
-                resolved_at: ctx.now,
-                message,
-            }));
-        }
-    };
-    let alive = || format!("{} is alive again", after.slug);
-    let no_hung = after.hung_runs().next().is_none();
-    match fact {
-        MonitorEvent::HeartbeatReceived(_) => {
-            resolve(AlertCause::Missed, alive());
-            resolve(AlertCause::Failed, format!("{} reports healthy again", after.slug));
-        }
-        MonitorEvent::RunStarted(_) | MonitorEvent::RunProgressed(_) => resolve(AlertCause::Missed, alive()),
-        MonitorEvent::RunCompleted(run) => {
-            resolve(AlertCause::Missed, alive());
-            resolve(AlertCause::Failed, format!("{}: run {} completed", after.slug, run.run_id));
-            if no_hung {
-                resolve(AlertCause::TimedOut, format!("{}: run {} completed", after.slug, run.run_id));
-            }
-        }
-        MonitorEvent::RunFailed(run) => {
-            resolve(AlertCause::Missed, alive());
-            if no_hung {
-                resolve(AlertCause::TimedOut, format!("{}: run {} finished", after.slug, run.run_id));
-            }
-        }
-        MonitorEvent::MonitorPaused(_) | MonitorEvent::MonitorDeleted(_) => {
-            let what = if matches!(fact, MonitorEvent::MonitorPaused(_)) { "paused" } else { "deleted" };
-            for cause in after.alerts.keys() {
-                resolve(*cause, format!("{} was {what}", after.slug));
-            }
-        }
-        _ => {}
-    }
-    if let MonitorEvent::RunFailed(run) = fact
-        && !after.alerts.contains_key(&AlertCause::Failed)
-    {
-        let code = run.exit_code.map(|c| format!(" with exit code {c}")).unwrap_or_default();
-        events.push(MonitorEvent::AlertOpened(AlertOpened {
-            alert_id: after.next_alert_id(),
-            cause: AlertCause::Failed,
-            opened_at: ctx.now,
-            message: format!("{}: run {} failed{code}", after.slug, run.run_id),
-        }));
-    }
-    if let MonitorEvent::HeartbeatReceived(HeartbeatReceived { at, .. })
-    | MonitorEvent::RunStarted(RunStarted { at, .. }) = fact
-        && let Some(min_interval) = after.config.as_ref().and_then(|c| c.min_interval)
-        && let Some(previous_at) = before.last_heartbeat_at.max(before.last_started_at)
-        && *at - previous_at < min_interval.to_delta()
-    {
-        events.push(MonitorEvent::SignalTooEarly(SignalTooEarly { at: *at, previous_at, min_interval }));
-    }
-    events
+/// One fact, then its reactions; returns the state after both.
+fn apply_one(state: Monitor, fact: MonitorEvent, at: DateTime<Utc>, out: &mut Vec<MonitorEvent>) -> Monitor {
+    let before = state.clone();
+    let current = MonitorAggregate::evolve(state, &fact);
+    let reactions = crate::alerting::react(&before, &current, &fact, at);
+    out.push(fact);
+    let current = MonitorAggregate::fold(current, &reactions);
+    out.extend(reactions);
+    current
 }
 
 /// Applies facts one by one, each followed by its reactions and by whatever it made due at
-/// once (a shorter `max_runtime`, say: recorded now, not at the next tick, so that a stop right
-/// after this decision cannot lose it). The one path that both `decide` and replay take.
+/// once (a shorter `max_runtime`, a failure with no retry window, say: recorded now, not at the
+/// next tick, so that a stop right after this decision cannot lose it). The one path that both
+/// `decide` and replay take.
 pub fn apply(state: Monitor, facts: Vec<MonitorEvent>, ctx: &Context, out: &mut Vec<MonitorEvent>) -> Monitor {
     let mut current = state;
     for fact in facts {
-        let before = current.clone();
-        current = MonitorAggregate::evolve(current, &fact);
-        let reactions = react(&before, &current, &fact, ctx);
-        out.push(fact);
-        current = MonitorAggregate::fold(current, &reactions);
-        out.extend(reactions);
+        current = apply_one(current, fact, ctx.now, out);
         let now_due = due(&current, ctx);
         current = MonitorAggregate::fold(current, &now_due);
         out.extend(now_due);
@@ -787,8 +1224,27 @@ fn check_config(config: &MonitorConfig) -> Result<(), MonitorError> {
     if config.min_interval.is_some_and(|r| r.is_zero()) {
         return Err(MonitorError::Invalid("min_interval must be longer than 0s".into()));
     }
+    config.alert_policy.check().map_err(|e| MonitorError::Invalid(format!("alert_policy.{e}")))?;
     Ok(())
 }
+
+/// Checks what a client states for its monitors.
+pub fn check_defaults(defaults: &ClientDefaults) -> Result<(), MonitorError> {
+    defaults.alert_policy.check().map_err(|e| MonitorError::Invalid(format!("alert_policy.{e}")))?;
+    if defaults.maintenance.len() > crate::maintenance::MAX_WINDOWS {
+        return Err(MonitorError::Invalid(format!(
+            "a client has at most {} maintenance windows",
+            crate::maintenance::MAX_WINDOWS
+        )));
+    }
+    for window in &defaults.maintenance {
+        window.check().map_err(MonitorError::Invalid)?;
+    }
+    Ok(())
+}
+
+/// The longest silence.
+pub const MAX_SILENCE: Span = Span::from_secs(31 * 24 * 3600);
 
 pub fn check_signal(signal: &Signal) -> Result<(), MonitorError> {
     let too_big =
@@ -905,62 +1361,118 @@ impl Aggregate for MonitorAggregate {
     type Command = MonitorCommand;
     type Event = MonitorEvent;
     type Error = MonitorError;
-    const STATE_VERSION: i32 = 2;
+    const STATE_VERSION: i32 = 3;
 
     fn decide(state: &Monitor, command: MonitorCommand, ctx: &Context) -> Result<Vec<MonitorEvent>, MonitorError> {
         let not_found = || MonitorError::NotFound(state.slug.clone());
         // Validate before anything is produced, so a refused command changes nothing.
         match &command {
-            MonitorCommand::Create { slug, config, .. } => {
+            MonitorCommand::Create { slug, config, defaults, .. } => {
                 if state.exists() {
                     return Err(MonitorError::AlreadyExists(slug.clone()));
                 }
                 check_config(config)?;
+                check_defaults(defaults)?;
             }
-            MonitorCommand::Reconfigure { config } => {
-                if !state.exists() {
-                    return Err(not_found());
+            _ if !state.exists() => return Err(not_found()),
+            MonitorCommand::Reconfigure { config } => check_config(config)?,
+            MonitorCommand::ApplyClientDefaults(defaults) => check_defaults(defaults)?,
+            MonitorCommand::Signal(signal) => check_signal(signal)?,
+            MonitorCommand::Silence { duration, reason } => {
+                if duration.is_zero() || *duration > MAX_SILENCE {
+                    return Err(MonitorError::Invalid(format!(
+                        "duration: a silence lasts longer than 0s and at most {MAX_SILENCE}"
+                    )));
                 }
-                check_config(config)?;
-            }
-            MonitorCommand::Signal(signal) => {
-                if !state.exists() {
-                    return Err(not_found());
-                }
-                check_signal(signal)?;
-            }
-            MonitorCommand::Pause | MonitorCommand::Resume | MonitorCommand::Delete | MonitorCommand::Tick => {
-                if !state.exists() {
-                    return Err(not_found());
+                if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+                    return Err(MonitorError::Invalid("reason: at most 500 characters".into()));
                 }
             }
+            MonitorCommand::Acknowledge { alert_id, by, note } => {
+                if by.as_ref().is_some_and(|b| b.chars().count() > 200)
+                    || note.as_ref().is_some_and(|n| n.chars().count() > 2000)
+                {
+                    return Err(MonitorError::Invalid("by: at most 200 characters; note: at most 2000".into()));
+                }
+                // Time may have resolved it since: judged after what is due below.
+                let _ = alert_id;
+            }
+            MonitorCommand::Pause
+            | MonitorCommand::Resume
+            | MonitorCommand::Delete
+            | MonitorCommand::Tick
+            | MonitorCommand::Unsilence => {}
         }
 
         let mut events = due(state, ctx);
         let current = MonitorAggregate::fold(state.clone(), &events);
+        let at = ctx.now;
 
         let facts: Vec<MonitorEvent> = match command {
-            MonitorCommand::Create { client, slug, config } => {
-                vec![MonitorEvent::MonitorCreated(MonitorCreated { client, slug, config, at: ctx.now })]
+            MonitorCommand::Create { client, slug, config, defaults } => {
+                let mut facts = vec![MonitorEvent::MonitorCreated(MonitorCreated { client, slug, config, at })];
+                if !defaults.is_empty() {
+                    facts.push(MonitorEvent::ClientDefaultsApplied(ClientDefaultsApplied {
+                        defaults: defaults.normalized(),
+                        at,
+                    }));
+                }
+                facts
             }
             MonitorCommand::Reconfigure { config } => {
                 if current.config.as_ref() == Some(&config) {
                     vec![]
                 } else {
-                    vec![MonitorEvent::MonitorReconfigured(MonitorReconfigured { config, at: ctx.now })]
+                    vec![MonitorEvent::MonitorReconfigured(MonitorReconfigured { config, at })]
                 }
             }
-            MonitorCommand::Pause if current.paused => vec![],
-            MonitorCommand::Pause => vec![MonitorEvent::MonitorPaused(MonitorPaused { at: ctx.now })],
-            MonitorCommand::Resume if !current.paused => vec![],
-            MonitorCommand::Resume => {
-                vec![MonitorEvent::MonitorResumed(MonitorResumed { at: ctx.now, by_signal: false })]
+            MonitorCommand::ApplyClientDefaults(defaults) => {
+                let defaults = defaults.normalized();
+                if current.client_defaults() == defaults {
+                    vec![]
+                } else {
+                    vec![MonitorEvent::ClientDefaultsApplied(ClientDefaultsApplied { defaults, at })]
+                }
             }
-            MonitorCommand::Delete => vec![MonitorEvent::MonitorDeleted(MonitorDeleted { at: ctx.now })],
+            MonitorCommand::Silence { duration, reason } => {
+                vec![MonitorEvent::MonitorSilenced(MonitorSilenced { until: at + duration.to_delta(), reason, at })]
+            }
+            MonitorCommand::Unsilence if current.silence.is_none() => vec![],
+            MonitorCommand::Unsilence => vec![MonitorEvent::SilenceLifted(SilenceLifted { at })],
+            MonitorCommand::Acknowledge { alert_id, by, note } => match current.open_alert(alert_id) {
+                None => return Err(MonitorError::AlertNotFound(alert_id)),
+                Some((_, alert)) if alert.acknowledged_at.is_some() => vec![],
+                Some((cause, alert)) => vec![MonitorEvent::AlertAcknowledged(AlertAcknowledged {
+                    alert_id,
+                    cause,
+                    opened_at: alert.opened_at,
+                    at,
+                    by,
+                    note,
+                })],
+            },
+            MonitorCommand::Pause if current.paused => vec![],
+            MonitorCommand::Pause => vec![MonitorEvent::MonitorPaused(MonitorPaused { at })],
+            MonitorCommand::Resume if !current.paused => vec![],
+            MonitorCommand::Resume => vec![MonitorEvent::MonitorResumed(MonitorResumed { at, by_signal: false })],
+            MonitorCommand::Delete => vec![MonitorEvent::MonitorDeleted(MonitorDeleted { at })],
+            MonitorCommand::Signal(signal)
+                if current.paused && current.config.as_ref().is_some_and(|c| c.manual_resume) =>
+            {
+                // C44(c): a misbehaving job must not resume a monitor someone paused on purpose.
+                let kind = signal.kind.unwrap_or(SignalKind::Heartbeat);
+                vec![MonitorEvent::SignalIgnored(SignalIgnored {
+                    at,
+                    kind,
+                    run_id: signal.run_id.clone(),
+                    reason: "the monitor is paused and resumes only by hand (manual_resume)".into(),
+                    details: signal.details.clone(),
+                })]
+            }
             MonitorCommand::Signal(signal) => {
                 let mut facts = Vec::new();
                 if current.paused {
-                    facts.push(MonitorEvent::MonitorResumed(MonitorResumed { at: ctx.now, by_signal: true }));
+                    facts.push(MonitorEvent::MonitorResumed(MonitorResumed { at, by_signal: true }));
                 }
                 let resumed = MonitorAggregate::fold(current.clone(), &facts);
                 facts.extend(signal_facts(&resumed, *signal, ctx));
@@ -999,6 +1511,9 @@ impl Aggregate for MonitorAggregate {
                 state.paused = true;
                 state.deadline = None;
                 state.late = false;
+                state.pending_failure = None;
+                state.failures = Failures::default();
+                state.misses = 0;
             }
             MonitorEvent::MonitorResumed(e) => {
                 state.paused = false;
@@ -1011,11 +1526,20 @@ impl Aggregate for MonitorAggregate {
                 state.paused = false;
                 state.late = false;
                 state.open_runs.clear();
+                state.pending_failure = None;
+                state.silence = None;
+                state.maintenance.clear();
             }
             MonitorEvent::HeartbeatReceived(e) => {
                 state.last_heartbeat_at = Some(e.at);
                 state.too_early = false;
                 signalled(&mut state, e.at, &e.details);
+                state.misses = 0;
+                good_streak(&mut state, AlertCause::Missed);
+                good_streak(&mut state, AlertCause::Failed);
+                state.failures.consecutive = 0;
+                state.failures.first_at = None;
+                state.pending_failure = None;
             }
             MonitorEvent::RunStarted(e) => {
                 state.open_runs.insert(e.run_id.clone(), OpenRun { started_at: e.at, timed_out: false });
@@ -1028,8 +1552,14 @@ impl Aggregate for MonitorAggregate {
                 state.last_started_at = Some(e.at);
                 state.too_early = false;
                 signalled(&mut state, e.at, &e.details);
+                state.misses = 0;
+                good_streak(&mut state, AlertCause::Missed);
             }
-            MonitorEvent::RunProgressed(e) => signalled(&mut state, e.at, &e.details),
+            MonitorEvent::RunProgressed(e) => {
+                signalled(&mut state, e.at, &e.details);
+                state.misses = 0;
+                good_streak(&mut state, AlertCause::Missed);
+            }
             MonitorEvent::RunCompleted(e) | MonitorEvent::RunFailed(e) => {
                 let completed = matches!(event, MonitorEvent::RunCompleted(_));
                 state.open_runs.remove(&e.run_id);
@@ -1047,14 +1577,34 @@ impl Aggregate for MonitorAggregate {
                     duration_ms: e.duration_ms,
                 });
                 signalled(&mut state, e.at, &e.details);
+                state.misses = 0;
+                if e.started_at.is_none() {
+                    // A run whose start telltale never saw: its finish is its sign of life.
+                    good_streak(&mut state, AlertCause::Missed);
+                }
+                crate::alerting::count_run(&mut state, e, completed);
             }
-            MonitorEvent::HeartbeatMissed(_) => {
-                state.deadline = None;
+            MonitorEvent::HeartbeatMissed(e) => {
+                state.misses += 1;
                 state.late = false;
+                bad_streak(&mut state, AlertCause::Missed);
+                // Each missed window counts toward `missed_tolerance` (C34): while it is not
+                // reached, expect the next window; after that, silence is one outage.
+                state.deadline = if state.misses <= state.policy().missed_tolerance && state.alerts.is_empty() {
+                    state.deadline_after(e.expected_at)
+                } else {
+                    None
+                };
             }
             MonitorEvent::RunSkipped(e) => {
                 // Each skipped slot of a cron schedule is its own fact: expect the next one.
+                state.misses += 1;
+                bad_streak(&mut state, AlertCause::Missed);
                 state.deadline = state.deadline_after(e.expected_at);
+                state.late = false;
+            }
+            MonitorEvent::DeadlineUnobserved(e) => {
+                state.deadline = Some(e.rescheduled_to);
                 state.late = false;
             }
             MonitorEvent::MonitorLate(_) => state.late = true,
@@ -1064,15 +1614,130 @@ impl Aggregate for MonitorAggregate {
                 }
             }
             MonitorEvent::SignalTooEarly(_) => state.too_early = true,
+            MonitorEvent::SignalIgnored(_) => {}
             MonitorEvent::AlertOpened(e) => {
                 state.alert_seq += 1;
-                state.alerts.insert(e.cause, OpenAlert { alert_id: e.alert_id, opened_at: e.opened_at });
+                crate::alerting::count_change(&mut state, e.cause, e.opened_at);
+                state.alerts.insert(
+                    e.cause,
+                    OpenAlert {
+                        alert_id: e.alert_id,
+                        opened_at: e.opened_at,
+                        message: e.message.clone(),
+                        held: e.held,
+                        announced_at: e.held.is_none().then_some(e.opened_at),
+                        announce_at: None,
+                        good_streak: 0,
+                        recovered_at: None,
+                        last_notified_at: e.held.is_none().then_some(e.opened_at),
+                        reminders: 0,
+                        escalated_at: None,
+                        acknowledged_at: None,
+                        acknowledged_by: None,
+                    },
+                );
+                if e.cause == AlertCause::Failed {
+                    state.pending_failure = None;
+                }
             }
             MonitorEvent::AlertResolved(e) => {
+                crate::alerting::count_change(&mut state, e.cause, e.resolved_at);
                 state.alerts.remove(&e.cause);
+                if e.cause == AlertCause::Missed {
+                    state.misses = 0;
+                }
+            }
+            MonitorEvent::AlertAnnounced(e) => {
+                if let Some(alert) = state.alerts.get_mut(&e.cause) {
+                    alert.held = None;
+                    alert.announce_at = None;
+                    alert.announced_at = Some(e.at);
+                    alert.last_notified_at = Some(e.at);
+                }
+            }
+            MonitorEvent::AlertRecovered(e) => {
+                crate::alerting::count_change(&mut state, e.cause, e.at);
+                if let Some(alert) = state.alerts.get_mut(&e.cause) {
+                    alert.recovered_at = Some(e.at);
+                }
+            }
+            MonitorEvent::AlertRecurred(e) => {
+                crate::alerting::count_change(&mut state, e.cause, e.at);
+                if let Some(alert) = state.alerts.get_mut(&e.cause) {
+                    alert.recovered_at = None;
+                    alert.good_streak = 0;
+                }
+                if e.cause == AlertCause::Failed {
+                    state.pending_failure = None;
+                }
+            }
+            MonitorEvent::AlertReminded(e) => {
+                if let Some(alert) = state.alerts.get_mut(&e.cause) {
+                    alert.reminders = e.reminder;
+                    alert.last_notified_at = Some(e.at);
+                }
+            }
+            MonitorEvent::AlertEscalated(e) => {
+                if let Some(alert) = state.alerts.get_mut(&e.cause) {
+                    alert.escalated_at = Some(e.at);
+                }
+            }
+            MonitorEvent::AlertAcknowledged(e) => {
+                // By id; replayed with another policy, the alert of the same cause open then.
+                let cause = state.open_alert(e.alert_id).map(|(c, _)| c).unwrap_or(e.cause);
+                if let Some(alert) = state.alerts.get_mut(&cause) {
+                    alert.acknowledged_at = Some(e.at);
+                    alert.acknowledged_by = e.by.clone();
+                }
+            }
+            MonitorEvent::FailureRecovered(_) => {
+                state.failures.consecutive = 0;
+                state.failures.first_at = None;
+                state.pending_failure = None;
+            }
+            MonitorEvent::ClientDefaultsApplied(e) => {
+                state.client_policy = e.defaults.alert_policy.clone();
+                let mut windows = BTreeMap::new();
+                for window in &e.defaults.maintenance {
+                    let cursor = state.windows.get(&window.id).map_or(e.at, |w| w.cursor);
+                    windows.insert(window.id, WindowState { window: window.clone(), cursor });
+                }
+                state.windows = windows;
+            }
+            MonitorEvent::MonitorSilenced(e) => {
+                state.silence = Some(Silence { until: e.until, reason: e.reason.clone(), since: e.at });
+            }
+            MonitorEvent::SilenceLifted(SilenceLifted { at }) | MonitorEvent::SilenceExpired(SilenceExpired { at }) => {
+                state.silence = None;
+                crate::alerting::hold_may_end(&mut state, *at);
+            }
+            MonitorEvent::MaintenanceStarted(e) => {
+                state.maintenance.insert(e.window_id, e.until);
+                if let Some(w) = state.windows.get_mut(&e.window_id) {
+                    w.cursor = e.until;
+                }
+            }
+            MonitorEvent::MaintenanceEnded(e) => {
+                state.maintenance.remove(&e.window_id);
+                if let Some(w) = state.windows.get_mut(&e.window_id) {
+                    w.cursor = w.cursor.max(e.at);
+                }
+                crate::alerting::hold_may_end(&mut state, e.at);
             }
         }
         state
+    }
+}
+
+fn good_streak(state: &mut Monitor, cause: AlertCause) {
+    if let Some(alert) = state.alerts.get_mut(&cause) {
+        alert.good_streak = alert.good_streak.saturating_add(1);
+    }
+}
+
+fn bad_streak(state: &mut Monitor, cause: AlertCause) {
+    if let Some(alert) = state.alerts.get_mut(&cause) {
+        alert.good_streak = 0;
     }
 }
 

@@ -9,25 +9,44 @@ use crate::event_family;
 
 const NOTIFICATION_NAMESPACE: Uuid = Uuid::from_u128(0x0c9e_5a3e_1f6d_4c7a_8d2b_6e4f_9a1b_c002);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// What happened to an alert that its channels hear of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transition {
+    /// Opened (or announced once its hold ended).
     Opened,
     Resolved,
+    /// The n-th reminder of an open, unacknowledged alert (`realert_every`), from 1.
+    Reminded(u32),
+    /// It stayed unacknowledged for `escalate_after`: the `escalate_to` channels hear of it.
+    Escalated,
+    /// Someone took it.
+    Acknowledged,
 }
 
 impl Transition {
+    /// The name receivers see (`transition` in the payload, `alert.<name>` as the event).
     pub fn as_str(self) -> &'static str {
         match self {
             Transition::Opened => "opened",
             Transition::Resolved => "resolved",
+            Transition::Reminded(_) => "reminder",
+            Transition::Escalated => "escalated",
+            Transition::Acknowledged => "acknowledged",
+        }
+    }
+
+    /// What makes this transition unique for its alert: every reminder is its own.
+    pub fn key(self) -> String {
+        match self {
+            Transition::Reminded(n) => format!("reminder-{n}"),
+            other => other.as_str().to_string(),
         }
     }
 }
 
 /// The idempotency key of one notification.
 pub fn notification_id(alert_id: Uuid, transition: Transition, channel_id: Uuid) -> Uuid {
-    Uuid::new_v5(&NOTIFICATION_NAMESPACE, format!("{alert_id}/{}/{channel_id}", transition.as_str()).as_bytes())
+    Uuid::new_v5(&NOTIFICATION_NAMESPACE, format!("{alert_id}/{}/{channel_id}", transition.key()).as_bytes())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

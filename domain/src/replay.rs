@@ -10,12 +10,14 @@ use chrono::{DateTime, Utc};
 
 use crate::aggregate::{Aggregate, Context};
 use crate::monitor::{Monitor, MonitorAggregate, MonitorConfig, MonitorEvent, apply, due};
+use crate::policy::AlertPolicy;
 use crate::schedule::Schedule;
 use crate::span::Span;
 use crate::system::SystemEvent;
 
 /// Another policy to replay with: each field given replaces that part of every configuration
-/// the monitor had; absent fields keep what was recorded.
+/// the monitor had; absent fields keep what was recorded. The alert policy's knobs given here
+/// win over both the monitor's own and its client's defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PolicyOverride {
     pub schedule: Option<Schedule>,
@@ -23,6 +25,7 @@ pub struct PolicyOverride {
     /// `Some(None)` removes the limit.
     pub max_runtime: Option<Option<Span>>,
     pub min_interval: Option<Option<Span>>,
+    pub alert_policy: AlertPolicy,
 }
 
 impl PolicyOverride {
@@ -44,11 +47,14 @@ impl PolicyOverride {
         if let Some(min_interval) = self.min_interval {
             config.min_interval = min_interval;
         }
+        config.alert_policy = self.alert_policy.over(&config.alert_policy);
         config
     }
 }
 
 /// One recorded input, in log order.
+// Monitor events are the common case; boxing them would cost an allocation per input.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplayInput {
     /// An event of the monitor's stream. Derived events are skipped: replay recomputes them.

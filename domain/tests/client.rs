@@ -115,3 +115,68 @@ fn webhook_channels_need_an_http_url_and_a_unique_name() {
     let removed = ClientAggregate::decide(&state, ClientCommand::RemoveChannel { channel_id: id }, &ctx()).unwrap();
     assert!(ClientAggregate::fold(state, &removed).channels.is_empty());
 }
+
+#[test]
+fn a_client_sets_its_default_alert_policy_refusing_nonsense_and_recording_no_repeat() {
+    use telltale_domain::policy::AlertPolicy;
+    let state = registered();
+    let policy = AlertPolicy { missed_tolerance: Some(2), ..AlertPolicy::default() };
+    let events = ClientAggregate::decide(&state, ClientCommand::SetAlertPolicy(policy.clone()), &ctx()).unwrap();
+    assert_eq!(events.iter().map(|e| e.event_type()).collect::<Vec<_>>(), ["AlertPolicySet"]);
+    let state = ClientAggregate::fold(state, &events);
+    assert_eq!(state.defaults().alert_policy, policy);
+    assert!(ClientAggregate::decide(&state, ClientCommand::SetAlertPolicy(policy), &ctx()).unwrap().is_empty());
+    let bad = AlertPolicy { recovery_threshold: Some(0), ..AlertPolicy::default() };
+    assert!(matches!(
+        ClientAggregate::decide(&state, ClientCommand::SetAlertPolicy(bad), &ctx()),
+        Err(ClientError::Invalid(m)) if m.contains("recovery_threshold")
+    ));
+}
+
+#[test]
+fn a_client_adds_and_removes_maintenance_windows() {
+    use telltale_domain::maintenance::{MaintenanceWindow, WindowTime};
+    use telltale_domain::span::Span;
+    let window = |id: u128, cron: &str| MaintenanceWindow {
+        id: Uuid::from_u128(id),
+        reason: "upgrade".into(),
+        when: WindowTime::Recurring {
+            cron: cron.into(),
+            timezone: "Europe/Berlin".into(),
+            duration: Span::from_secs(3600),
+        },
+        tags: vec!["db".into()],
+        monitors: vec![],
+    };
+    let state = registered();
+    let events =
+        ClientAggregate::decide(&state, ClientCommand::AddMaintenanceWindow(window(1, "0 2 * * *")), &ctx()).unwrap();
+    assert_eq!(events.iter().map(|e| e.event_type()).collect::<Vec<_>>(), ["MaintenanceWindowAdded"]);
+    let state = ClientAggregate::fold(state, &events);
+    assert_eq!(state.defaults().maintenance, vec![window(1, "0 2 * * *")]);
+    // The same id twice, or a schedule that never fires, is refused.
+    assert!(matches!(
+        ClientAggregate::decide(&state, ClientCommand::AddMaintenanceWindow(window(1, "0 3 * * *")), &ctx()),
+        Err(ClientError::Conflict(_))
+    ));
+    assert!(matches!(
+        ClientAggregate::decide(&state, ClientCommand::AddMaintenanceWindow(window(2, "0 0 30 2 *")), &ctx()),
+        Err(ClientError::Invalid(_))
+    ));
+    let removed = ClientAggregate::decide(
+        &state,
+        ClientCommand::RemoveMaintenanceWindow { window_id: Uuid::from_u128(1) },
+        &ctx(),
+    )
+    .unwrap();
+    let state = ClientAggregate::fold(state, &removed);
+    assert!(state.defaults().maintenance.is_empty());
+    assert_eq!(
+        ClientAggregate::decide(
+            &state,
+            ClientCommand::RemoveMaintenanceWindow { window_id: Uuid::from_u128(1) },
+            &ctx()
+        ),
+        Err(ClientError::WindowNotFound(Uuid::from_u128(1)))
+    );
+}

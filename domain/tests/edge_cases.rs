@@ -17,7 +17,7 @@ fn ms(ms: i64) -> TimeDelta {
 }
 
 fn config(schedule: Schedule, grace: Span) -> MonitorConfig {
-    MonitorConfig { name: "job".into(), schedule, grace, max_runtime: None, min_interval: None, tags: vec![] }
+    MonitorConfig::new("job", schedule, grace)
 }
 
 /// A monitor, and the detector that ticks it: at every wake exactly, or on a fixed cadence.
@@ -33,7 +33,8 @@ struct Sim {
 impl Sim {
     fn new(created: DateTime<Utc>, config: MonitorConfig) -> Sim {
         let mut sim = Sim { state: Monitor::default(), now: created, log: vec![], cadence: None };
-        sim.decide(MonitorCommand::Create { client: "acme".into(), slug: "job".into(), config });
+        let defaults = ClientDefaults::default();
+        sim.decide(MonitorCommand::Create { client: "acme".into(), slug: "job".into(), config, defaults });
         sim
     }
 

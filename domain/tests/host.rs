@@ -331,14 +331,7 @@ fn an_observation_for_another_host_is_refused() {
 // ---- what a monitor's state tells its host ------------------------------------------------
 
 fn monitor_config() -> MonitorConfig {
-    MonitorConfig {
-        name: "job".into(),
-        schedule: Schedule::every(Span::from_secs(10)).unwrap(),
-        grace: Span::from_secs(5),
-        max_runtime: None,
-        min_interval: None,
-        tags: vec![],
-    }
+    MonitorConfig::new("job", Schedule::every(Span::from_secs(10)).unwrap(), Span::from_secs(5))
 }
 
 fn signal(kind: SignalKind, host: Option<&str>, exit_code: Option<i32>) -> MonitorCommand {
@@ -349,7 +342,12 @@ fn signal(kind: SignalKind, host: Option<&str>, exit_code: Option<i32>) -> Monit
 
 fn run(commands: Vec<(MonitorCommand, f64)>) -> telltale_domain::monitor::Monitor {
     let mut state = telltale_domain::monitor::Monitor::default();
-    let create = MonitorCommand::Create { client: "acme".into(), slug: "job".into(), config: monitor_config() };
+    let create = MonitorCommand::Create {
+        client: "acme".into(),
+        slug: "job".into(),
+        config: monitor_config(),
+        defaults: telltale_domain::monitor::ClientDefaults::default(),
+    };
     for (command, at) in std::iter::once((create, 0.0)).chain(commands) {
         let events = MonitorAggregate::decide(&state, command, &ctx(at)).expect("decided");
         state = MonitorAggregate::fold(state, &events);

@@ -24,6 +24,19 @@ fn config(every: i64, grace: i64) -> MonitorConfig {
         max_runtime: None,
         min_interval: None,
         tags: vec![],
+        // These tests are about detection: alerts open at once, as before the alert policy.
+        alert_policy: immediate(),
+        manual_resume: false,
+    }
+}
+
+/// The policy of telltale before its alert policy existed: a failure alerts at once, flapping
+/// is not collapsed.
+fn immediate() -> telltale_domain::policy::AlertPolicy {
+    telltale_domain::policy::AlertPolicy {
+        retry_window: Some(Span::ZERO),
+        flapping_threshold: Some(0),
+        ..Default::default()
     }
 }
 
@@ -75,7 +88,12 @@ fn decide_all(mut events: Vec<MonitorEvent>, command: MonitorCommand, ctx: Conte
 fn creating_a_monitor_records_its_configuration() {
     let events = given(&[])
         .when(
-            MonitorCommand::Create { client: "acme".into(), slug: "nightly-sync".into(), config: config(2, 1) },
+            MonitorCommand::Create {
+                client: "acme".into(),
+                slug: "nightly-sync".into(),
+                config: config(2, 1),
+                defaults: Default::default(),
+            },
             ctx(0.0),
         )
         .unwrap();
@@ -86,7 +104,12 @@ fn creating_a_monitor_records_its_configuration() {
 fn creating_twice_is_refused() {
     let err = given(&[created(2, 1)])
         .when(
-            MonitorCommand::Create { client: "acme".into(), slug: "nightly-sync".into(), config: config(2, 1) },
+            MonitorCommand::Create {
+                client: "acme".into(),
+                slug: "nightly-sync".into(),
+                config: config(2, 1),
+                defaults: Default::default(),
+            },
             ctx(1.0),
         )
         .unwrap_err();
@@ -345,6 +368,7 @@ fn every_event_round_trips_through_its_stored_form() {
         deadline: t(45.0),
         last_signal_at: None,
     }));
+    history.extend(policy_events());
     let mut seen = std::collections::BTreeSet::new();
     for event in &history {
         let stored = event.encode();
@@ -361,4 +385,115 @@ fn a_newer_schema_version_is_refused_not_misread() {
     let stored = beat(1.0).encode();
     assert!(MonitorEvent::decode(&stored.event_type, 99, &stored.data).is_err());
     assert!(MonitorEvent::decode("HeartbeatReceivedd", 1, &stored.data).is_err());
+}
+
+/// One of each event the alert policy records, with every optional field set.
+fn policy_events() -> Vec<MonitorEvent> {
+    use telltale_domain::maintenance::{MaintenanceWindow, WindowTime};
+    use telltale_domain::policy::{AlertPolicy, HoldReason};
+    let id = uuid::Uuid::from_u128(1);
+    let cause = AlertCause::Failed;
+    let window = MaintenanceWindow {
+        id,
+        reason: "upgrade".into(),
+        when: WindowTime::Recurring {
+            cron: "0 2 * * *".into(),
+            timezone: "Europe/Berlin".into(),
+            duration: Span::from_secs(3600),
+        },
+        tags: vec!["db".into()],
+        monitors: vec!["x".into()],
+    };
+    vec![
+        MonitorEvent::AlertOpened(AlertOpened {
+            alert_id: id,
+            cause,
+            opened_at: t(1.0),
+            message: "m".into(),
+            held: Some(HoldReason::Maintenance),
+        }),
+        MonitorEvent::AlertResolved(AlertResolved {
+            alert_id: id,
+            cause,
+            opened_at: t(1.0),
+            resolved_at: t(2.0),
+            message: "m".into(),
+            quiet: true,
+        }),
+        MonitorEvent::AlertAnnounced(AlertAnnounced {
+            alert_id: id,
+            cause,
+            opened_at: t(1.0),
+            at: t(2.0),
+            message: "m".into(),
+        }),
+        MonitorEvent::AlertRecovered(AlertRecovered { alert_id: id, cause, at: t(2.0), message: "m".into() }),
+        MonitorEvent::AlertRecurred(AlertRecurred { alert_id: id, cause, at: t(2.0), message: "m".into() }),
+        MonitorEvent::AlertReminded(AlertReminded {
+            alert_id: id,
+            cause,
+            opened_at: t(1.0),
+            at: t(2.0),
+            reminder: 2,
+            message: "m".into(),
+        }),
+        MonitorEvent::AlertEscalated(AlertEscalated {
+            alert_id: id,
+            cause,
+            opened_at: t(1.0),
+            at: t(2.0),
+            channels: vec!["pager".into()],
+            message: "m".into(),
+        }),
+        MonitorEvent::AlertAcknowledged(AlertAcknowledged {
+            alert_id: id,
+            cause,
+            opened_at: t(1.0),
+            at: t(2.0),
+            by: Some("ana".into()),
+            note: Some("on it".into()),
+        }),
+        MonitorEvent::FailureRecovered(FailureRecovered {
+            at: t(2.0),
+            failed_runs: 2,
+            first_failed_at: t(1.0),
+            run_id: Some("r".into()),
+        }),
+        MonitorEvent::DeadlineUnobserved(DeadlineUnobserved {
+            deadline: t(1.0),
+            expected_at: t(0.5),
+            listening_since: t(2.0),
+            noticed_at: t(2.001),
+            rescheduled_to: t(5.0),
+            last_signal_at: Some(t(0.0)),
+        }),
+        MonitorEvent::ClientDefaultsApplied(ClientDefaultsApplied {
+            defaults: ClientDefaults {
+                alert_policy: AlertPolicy {
+                    missed_tolerance: Some(2),
+                    escalate_to: Some(vec!["pager".into()]),
+                    ..AlertPolicy::default()
+                },
+                maintenance: vec![window],
+            },
+            at: t(3.0),
+        }),
+        MonitorEvent::MonitorSilenced(MonitorSilenced { until: t(60.0), reason: Some("deploy".into()), at: t(3.0) }),
+        MonitorEvent::SilenceLifted(SilenceLifted { at: t(4.0) }),
+        MonitorEvent::SilenceExpired(SilenceExpired { at: t(60.0) }),
+        MonitorEvent::MaintenanceStarted(MaintenanceStarted {
+            window_id: id,
+            at: t(5.0),
+            until: t(9.0),
+            reason: "upgrade".into(),
+        }),
+        MonitorEvent::MaintenanceEnded(MaintenanceEnded { window_id: id, at: t(9.0) }),
+        MonitorEvent::SignalIgnored(SignalIgnored {
+            at: t(10.0),
+            kind: SignalKind::Completed,
+            run_id: Some("r".into()),
+            reason: "paused".into(),
+            details: SignalDetails { host: Some("h".into()), ..Default::default() },
+        }),
+    ]
 }

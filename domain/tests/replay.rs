@@ -1,12 +1,16 @@
 //! Property: detection is a pure function of the recorded inputs. Generated histories (beats,
-//! runs, failures, configuration changes, pauses, telltale's own clean stops and crashes) are
+//! runs, failures, configuration changes, alert policies of the monitor and of its client,
+//! maintenance windows, silences, acknowledgements, pauses, telltale's own clean stops and
+//! crashes) are
 //! played "live" (commands decided at their time, the detector ticking each wake with a random
 //! lag, or not at all while telltale is down); replaying the recorded log through [`Replay`]
 //! gives exactly the derived events that were recorded.
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
+use telltale_domain::maintenance::{MaintenanceWindow, WindowTime};
 use telltale_domain::monitor::*;
+use telltale_domain::policy::{AlertPolicy, FailureRatio, FailureTolerance, Ratio};
 use telltale_domain::replay::{PolicyOverride, Replay, ReplayInput};
 use telltale_domain::schedule::Schedule;
 use telltale_domain::span::Span;
@@ -31,12 +35,68 @@ enum Op {
         grace: i64,
         max_runtime: Option<i64>,
         min_interval: Option<i64>,
+        tagged: bool,
+        policy: AlertPolicy,
     },
+    /// The client's defaults change: its policy, and a maintenance window (in seconds from
+    /// now: one-off from/to, or every few minutes for a while).
+    Defaults(AlertPolicy, Option<Window>),
+    Silence(i64),
+    Unsilence,
+    /// Acknowledge the first open alert, if any.
+    Acknowledge,
     Pause,
     Resume,
     /// telltale stops cleanly, or crashes, for this long (ms).
     Stop(i64),
     Crash(i64),
+}
+
+#[derive(Debug, Clone)]
+enum Window {
+    Once(i64, i64, bool),
+    Recurring(u32, i64, bool),
+}
+
+fn policy() -> impl Strategy<Value = AlertPolicy> {
+    let tolerance = prop_oneof![
+        (1u32..4).prop_map(FailureTolerance::Consecutive),
+        (1u32..=4, 30i64..300, 1u32..4).prop_map(|(quarters, window, min_runs)| FailureTolerance::Ratio(
+            FailureRatio {
+                ratio: Ratio::from_basis_points(quarters * 2500),
+                window: Span::from_secs(window),
+                min_runs,
+            }
+        )),
+    ];
+    (
+        proptest::option::of(tolerance),
+        proptest::option::of(0i64..30),
+        proptest::option::of(0u32..3),
+        proptest::option::of(1u32..4),
+        proptest::option::of(prop_oneof![Just(0i64), 60i64..180]),
+        proptest::option::of((0i64..120, proptest::bool::ANY)),
+        proptest::option::of((0u32..5, 30i64..300)),
+    )
+        .prop_map(|(failure_tolerance, retry, missed, recovery, realert, escalate, flapping)| AlertPolicy {
+            failure_tolerance,
+            retry_window: retry.map(Span::from_secs),
+            missed_tolerance: missed,
+            recovery_threshold: recovery,
+            realert_every: realert.map(Span::from_secs),
+            escalate_after: escalate.map(|(after, _)| Span::from_secs(after)),
+            escalate_to: escalate.and_then(|(_, on)| on.then(|| vec!["pager".to_string()])),
+            flapping_threshold: flapping.map(|(k, _)| k),
+            flapping_window: flapping.map(|(_, w)| Span::from_secs(w)),
+        })
+}
+
+fn window() -> impl Strategy<Value = Window> {
+    prop_oneof![
+        (0i64..300, 1i64..300, proptest::bool::ANY).prop_map(|(from, len, tagged)| Window::Once(from, len, tagged)),
+        (1u32..6, 30i64..400, proptest::bool::ANY)
+            .prop_map(|(every, len, tagged)| Window::Recurring(every, len, tagged)),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -47,9 +107,23 @@ fn op() -> impl Strategy<Value = Op> {
         2 => run.clone().prop_map(Op::Start),
         2 => (run.clone(), prop_oneof![Just(0), Just(1), Just(255), Just(-1)]).prop_map(|(r, c)| Op::Finish(r, c)),
         1 => run.prop_map(Op::Fail),
-        1 => (1i64..60, 0i64..20, proptest::option::of(1i64..90), proptest::option::of(1i64..30)).prop_map(
-            |(every, grace, max_runtime, min_interval)| Op::Reconfigure { every, grace, max_runtime, min_interval }
-        ),
+        1 => (
+            (1i64..60, 0i64..20, proptest::option::of(1i64..90), proptest::option::of(1i64..30)),
+            proptest::bool::ANY,
+            policy()
+        )
+            .prop_map(|((every, grace, max_runtime, min_interval), tagged, policy)| Op::Reconfigure {
+                every,
+                grace,
+                max_runtime,
+                min_interval,
+                tagged,
+                policy
+            }),
+        1 => (policy(), proptest::option::of(window())).prop_map(|(p, w)| Op::Defaults(p, w)),
+        1 => (1i64..400).prop_map(Op::Silence),
+        1 => Just(Op::Unsilence),
+        1 => Just(Op::Acknowledge),
         1 => Just(Op::Pause),
         1 => Just(Op::Resume),
         1 => (1i64..200_000).prop_map(Op::Stop),
@@ -59,12 +133,33 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn config(every: i64, grace: i64, max_runtime: Option<i64>, min_interval: Option<i64>) -> MonitorConfig {
     MonitorConfig {
-        name: "job".into(),
-        schedule: Schedule::every(Span::from_secs(every)).unwrap(),
-        grace: Span::from_secs(grace),
         max_runtime: max_runtime.map(Span::from_secs),
         min_interval: min_interval.map(Span::from_secs),
-        tags: vec![],
+        ..MonitorConfig::new("job", Schedule::every(Span::from_secs(every)).unwrap(), Span::from_secs(grace))
+    }
+}
+
+fn maintenance(window: &Window, now: DateTime<Utc>) -> MaintenanceWindow {
+    let (when, tagged) = match window {
+        Window::Once(from, len, tagged) => {
+            let from = now + TimeDelta::seconds(*from);
+            (WindowTime::Once { from, to: from + TimeDelta::seconds(*len) }, *tagged)
+        }
+        Window::Recurring(every, len, tagged) => (
+            WindowTime::Recurring {
+                cron: format!("*/{every} * * * *"),
+                timezone: "Europe/Berlin".into(),
+                duration: Span::from_secs(*len),
+            },
+            *tagged,
+        ),
+    };
+    MaintenanceWindow {
+        id: Uuid::from_u128(7),
+        reason: "deploy".into(),
+        when,
+        tags: if tagged { vec!["db".into()] } else { vec![] },
+        monitors: vec![],
     }
 }
 
@@ -160,6 +255,7 @@ fn play(ops: &[Op]) -> (Vec<ReplayInput>, DateTime<Utc>) {
         client: "acme".into(),
         slug: "job".into(),
         config: config(10, 5, None, None),
+        defaults: ClientDefaults::default(),
     });
     for op in ops {
         match op {
@@ -172,8 +268,30 @@ fn play(ops: &[Op]) -> (Vec<ReplayInput>, DateTime<Utc>) {
             Op::Start(run) => live.signal(SignalKind::Started, *run, None),
             Op::Finish(run, code) => live.signal(SignalKind::Completed, *run, Some(*code)),
             Op::Fail(run) => live.signal(SignalKind::Failed, *run, None),
-            Op::Reconfigure { every, grace, max_runtime, min_interval } => {
-                live.decide(MonitorCommand::Reconfigure { config: config(*every, *grace, *max_runtime, *min_interval) })
+            Op::Reconfigure { every, grace, max_runtime, min_interval, tagged, policy } => {
+                let config = MonitorConfig {
+                    tags: if *tagged { vec!["db".into()] } else { vec![] },
+                    alert_policy: policy.clone(),
+                    ..config(*every, *grace, *max_runtime, *min_interval)
+                };
+                live.decide(MonitorCommand::Reconfigure { config })
+            }
+            Op::Defaults(policy, window) => {
+                let defaults = ClientDefaults {
+                    alert_policy: policy.clone(),
+                    maintenance: window.iter().map(|w| maintenance(w, live.now)).collect(),
+                };
+                live.decide(MonitorCommand::ApplyClientDefaults(defaults))
+            }
+            Op::Silence(secs) => {
+                live.decide(MonitorCommand::Silence { duration: Span::from_secs(*secs), reason: None })
+            }
+            Op::Unsilence => live.decide(MonitorCommand::Unsilence),
+            Op::Acknowledge => {
+                if let Some(alert) = live.state.alerts.values().next() {
+                    let alert_id = alert.alert_id;
+                    live.decide(MonitorCommand::Acknowledge { alert_id, by: Some("ops".into()), note: None })
+                }
             }
             Op::Pause => live.decide(MonitorCommand::Pause),
             Op::Resume => live.decide(MonitorCommand::Resume),

@@ -22,6 +22,19 @@ fn config(every: i64, grace: i64) -> MonitorConfig {
         max_runtime: None,
         min_interval: None,
         tags: vec![],
+        // These tests are about detection: alerts open at once, as before the alert policy.
+        alert_policy: immediate(),
+        manual_resume: false,
+    }
+}
+
+/// The policy of telltale before its alert policy existed: a failure alerts at once, flapping
+/// is not collapsed.
+fn immediate() -> telltale_domain::policy::AlertPolicy {
+    telltale_domain::policy::AlertPolicy {
+        retry_window: Some(Span::ZERO),
+        flapping_threshold: Some(0),
+        ..Default::default()
     }
 }
 
@@ -36,7 +49,12 @@ struct Live {
 impl Live {
     fn new(config: MonitorConfig) -> Live {
         let mut live = Live { state: Monitor::default(), events: vec![], now: t(-HOUR), started: t(-HOUR) };
-        live.decide(MonitorCommand::Create { client: "acme".into(), slug: "job".into(), config });
+        live.decide(MonitorCommand::Create {
+            client: "acme".into(),
+            slug: "job".into(),
+            config,
+            defaults: Default::default(),
+        });
         live
     }
 

@@ -25,6 +25,8 @@ fn created() -> MonitorEvent {
             max_runtime: None,
             min_interval: None,
             tags: vec!["nightly".into()],
+            alert_policy: Default::default(),
+            manual_resume: false,
         },
         at: t(0),
     })
@@ -93,6 +95,7 @@ fn a_notification_payload_names_the_alert_and_its_monitor() {
         cause: AlertCause::Missed,
         opened_at: t(75),
         message: "sync has gone silent".into(),
+        held: None,
     });
     let (transition, id, body) = notifications::payload("acme", "sync", &opened, channel).unwrap();
     assert_eq!((transition, id), (Transition::Opened, alert_id));
@@ -109,6 +112,7 @@ fn a_notification_payload_names_the_alert_and_its_monitor() {
         opened_at: t(75),
         resolved_at: t(80),
         message: "back".into(),
+        quiet: false,
     });
     let (transition, _, body) = notifications::payload("acme", "sync", &resolved, channel).unwrap();
     assert_eq!((transition, body["state"].as_str()), (Transition::Resolved, Some("resolved")));
@@ -119,6 +123,84 @@ fn a_notification_payload_names_the_alert_and_its_monitor() {
         notification_id(alert_id, Transition::Resolved, channel),
         "each transition has its own idempotency key"
     );
+}
+
+#[test]
+fn the_alert_policy_s_transitions_have_their_own_payloads_and_keys() {
+    use telltale_domain::policy::HoldReason;
+    let alert_id = Uuid::from_u128(42);
+    let channel = Uuid::from_u128(7);
+    // A held opening, and a quiet resolution, are heard by nobody.
+    let held = MonitorEvent::AlertOpened(AlertOpened {
+        alert_id,
+        cause: AlertCause::Missed,
+        opened_at: t(75),
+        message: "m".into(),
+        held: Some(HoldReason::Maintenance),
+    });
+    assert!(notifications::payload("acme", "sync", &held, channel).is_none());
+    let quiet = MonitorEvent::AlertResolved(AlertResolved {
+        alert_id,
+        cause: AlertCause::Missed,
+        opened_at: t(75),
+        resolved_at: t(80),
+        message: "m".into(),
+        quiet: true,
+    });
+    assert!(notifications::payload("acme", "sync", &quiet, channel).is_none());
+    // Its announcement is its opening, with the opening's key: it can never be sent twice.
+    let announced = MonitorEvent::AlertAnnounced(AlertAnnounced {
+        alert_id,
+        cause: AlertCause::Missed,
+        opened_at: t(75),
+        at: t(90),
+        message: "m".into(),
+    });
+    let (transition, _, body) = notifications::payload("acme", "sync", &announced, channel).unwrap();
+    assert_eq!(transition, Transition::Opened);
+    assert_eq!(body["notification_id"], notification_id(alert_id, Transition::Opened, channel).to_string());
+    // Each reminder is its own notification.
+    let reminded = |n| {
+        MonitorEvent::AlertReminded(AlertReminded {
+            alert_id,
+            cause: AlertCause::Missed,
+            opened_at: t(75),
+            at: t(3600),
+            reminder: n,
+            message: "m".into(),
+        })
+    };
+    let (_, _, first) = notifications::payload("acme", "sync", &reminded(1), channel).unwrap();
+    let (_, _, second) = notifications::payload("acme", "sync", &reminded(2), channel).unwrap();
+    assert_eq!(
+        (first["transition"].as_str(), first["reminder"].as_u64(), first["state"].as_str()),
+        (Some("reminder"), Some(1), Some("open"))
+    );
+    assert_ne!(first["notification_id"], second["notification_id"]);
+    let escalated = MonitorEvent::AlertEscalated(AlertEscalated {
+        alert_id,
+        cause: AlertCause::Missed,
+        opened_at: t(75),
+        at: t(1800),
+        channels: vec!["pager".into()],
+        message: "m".into(),
+    });
+    let (_, _, body) = notifications::payload("acme", "sync", &escalated, channel).unwrap();
+    assert_eq!((body["transition"].as_str(), body["escalated_to"][0].as_str()), (Some("escalated"), Some("pager")));
+    let acked = MonitorEvent::AlertAcknowledged(AlertAcknowledged {
+        alert_id,
+        cause: AlertCause::Missed,
+        opened_at: t(75),
+        at: t(100),
+        by: Some("ana".into()),
+        note: Some("on it".into()),
+    });
+    let (_, _, body) = notifications::payload("acme", "sync", &acked, channel).unwrap();
+    assert_eq!(
+        (body["transition"].as_str(), body["state"].as_str(), body["acknowledged_by"].as_str()),
+        (Some("acknowledged"), Some("acknowledged"), Some("ana"))
+    );
+    assert_eq!(body["message"], "sync: alert acknowledged by ana: on it");
 }
 
 #[test]
@@ -149,10 +231,15 @@ fn a_notification_quotes_the_monitors_last_event_and_how_long_it_lasted() {
         opened_at: t(75),
         resolved_at: t(385),
         message: "sync: run r2 completed".into(),
+        quiet: false,
     });
     let (_, _, mut body) = notifications::payload("acme", "sync", &resolved, Uuid::from_u128(7)).unwrap();
-    let facts =
-        notifications::MonitorFacts { name: Some("Sync".into()), tags: vec!["nightly".into()], last_event: Some(last) };
+    let facts = notifications::MonitorFacts {
+        name: Some("Sync".into()),
+        tags: vec!["nightly".into()],
+        last_event: Some(last),
+        escalation_only: vec![],
+    };
     notifications::enrich(&mut body, &facts);
     assert_eq!(body["monitor_name"], "Sync");
     assert_eq!(body["tags"], serde_json::json!(["nightly"]));
@@ -234,6 +321,7 @@ fn a_host_alert_notification_names_the_host_and_its_monitors() {
             cause: AlertCause::Missed,
             opened_at: t(75),
             message: "a has gone silent".into(),
+            held: None,
         }),
         channel,
     )
@@ -248,6 +336,7 @@ fn a_missed_opening_of_a_member_of_a_host_that_could_correlate_waits_the_hold() 
         cause: AlertCause::Missed,
         opened_at: t(75),
         message: "gone".into(),
+        held: None,
     });
     let failed = MonitorEvent::AlertOpened(AlertOpened {
         cause: AlertCause::Failed,

@@ -1,22 +1,26 @@
 //! Alerts: incidents, open until the monitor (or, for a host alert, the host) recovers.
 
-use actix_web::web::{self, Data, Json, Query};
+use actix_web::HttpRequest;
+use actix_web::web::{self, Data, Json, Path, Query};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use telltale_domain::client::Scope;
+use telltale_domain::ids::streams;
+use telltale_domain::monitor::{MonitorCommand, MonitorError};
 use telltale_projections::models::alerts;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use super::{ApiError, Caller, ErrorBody};
+use super::{ApiError, Caller, ErrorBody, body};
 use crate::app::App;
 
 #[derive(OpenApi)]
-#[openapi(paths(list))]
+#[openapi(paths(list, acknowledge))]
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/v1/alerts", "GET").route(web::get().to(list)));
+    cfg.service(super::resource("/v1/alerts/{id}/acknowledge", "POST").route(web::post().to(acknowledge)));
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -41,13 +45,31 @@ pub struct AlertOut {
     pub monitor: String,
     /// `open` or `resolved`.
     pub state: String,
-    /// `missed`, `failed` or `timed_out` for a monitor; `host_silent` for a host alert.
+    /// `missed`, `failed`, `timed_out` or `flapping` for a monitor; `host_silent` for a host alert.
     pub cause: String,
     pub message: String,
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     /// Why it resolved.
     pub resolution: Option<String>,
+    /// Why it is recorded and not announced: `silenced`, `maintenance` or `flapping`. An alert
+    /// still open when that ends is announced then.
+    pub held: Option<String>,
+    /// When its channels were told it opened (absent while held, and for an alert that was
+    /// held all its life).
+    pub announced_at: Option<DateTime<Utc>>,
+    /// Whether anyone was told it opened (false for an alert held all its life, or inhibited
+    /// by a host alert and not released).
+    pub notified: bool,
+    /// Its trouble ended while alerts were held; the resolution is announced when they no
+    /// longer are.
+    pub recovered_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledgement_note: Option<String>,
+    /// Reminders sent so far (`realert_every`).
+    pub reminders: i64,
+    pub escalated_at: Option<DateTime<Utc>>,
     /// `monitor`, or `host` when most monitors of one host fell silent together.
     pub kind: String,
     /// A host alert's host.
@@ -68,6 +90,7 @@ pub struct AlertOut {
 impl AlertOut {
     pub fn of(a: alerts::AlertView) -> AlertOut {
         let host_alert = a.kind == "host";
+        let notified = a.notified();
         AlertOut {
             id: a.alert_id,
             monitor: a.slug,
@@ -77,6 +100,15 @@ impl AlertOut {
             opened_at: a.opened_at,
             resolved_at: a.resolved_at,
             resolution: a.resolution,
+            held: a.held,
+            notified,
+            announced_at: a.announced_at,
+            recovered_at: a.recovered_at,
+            acknowledged_at: a.acknowledged_at,
+            acknowledged_by: a.acknowledged_by,
+            acknowledgement_note: a.ack_note,
+            reminders: a.reminders,
+            escalated_at: a.escalated_at,
             kind: a.kind,
             host: a.host,
             monitors: host_alert.then_some(a.monitors),
@@ -128,4 +160,67 @@ pub async fn list(app: Data<App>, caller: Caller, query: Query<AlertQuery>) -> R
         (None, None, None) => alerts::list(&app.read.pool, client, state, None, limit).await?,
     };
     Ok(Json(AlertList { alerts: rows.into_iter().map(AlertOut::of).collect() }))
+}
+
+/// Who takes an alert, and a word about it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeInput {
+    /// Who takes it (default: the key's label or id).
+    #[schema(example = "ana")]
+    pub by: Option<String>,
+    #[schema(example = "looking into it")]
+    pub note: Option<String>,
+}
+
+/// Acknowledges an open alert: reminders and escalation stop, and the channels that were told
+/// of it hear who took it. Acknowledging it again changes nothing. The body is optional.
+#[utoipa::path(post, path = "/v1/alerts/{id}/acknowledge", tag = "alerts", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path, description = "The alert's id")),
+    request_body(content = Option<AcknowledgeInput>, description = "Optional"),
+    responses((status = 200, body = AlertOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn acknowledge(
+    app: Data<App>,
+    caller: Caller,
+    id: Path<Uuid>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<Json<AlertOut>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
+    let input: AcknowledgeInput =
+        if bytes.iter().all(u8::is_ascii_whitespace) { AcknowledgeInput::default() } else { body::json(&bytes)? };
+    let alert_id = id.into_inner();
+    let by = input.by.or_else(|| Some(format!("key {}", caller.key_id)));
+    let alert = acknowledge_alert(&app, &caller.client, alert_id, by, input.note).await?;
+    Ok(Json(alert))
+}
+
+/// Acknowledges an alert of `client` (the API and the dashboard both come here).
+pub async fn acknowledge_alert(
+    app: &App,
+    client: &str,
+    alert_id: Uuid,
+    by: Option<String>,
+    note: Option<String>,
+) -> Result<AlertOut, ApiError> {
+    let not_found = || ApiError::from(MonitorError::AlertNotFound(alert_id));
+    app.consistent().await;
+    let view = alerts::find(&app.read.pool, alert_id).await?.filter(|a| a.client == client).ok_or_else(not_found)?;
+    if view.state != "open" {
+        return Err(ApiError::conflict("alert_resolved", format!("alert `{alert_id}` is already resolved")));
+    }
+    if view.kind == "host" {
+        return Err(ApiError::unprocessable(
+            "invalid_value",
+            "a host alert cannot be acknowledged itself: acknowledge its monitors' alerts",
+        ));
+    }
+    let stream = streams::monitor(client, &view.slug);
+    app.monitors.execute(&stream, MonitorCommand::Acknowledge { alert_id, by, note }, None).await?;
+    app.consistent().await;
+    let view = alerts::find(&app.read.pool, alert_id).await?.ok_or_else(not_found)?;
+    Ok(AlertOut::of(view))
 }

@@ -135,6 +135,9 @@ impl From<MonitorError> for ApiError {
             MonitorError::AlreadyExists(slug) => {
                 ApiError::conflict("monitor_exists", format!("a monitor `{slug}` already exists"))
             }
+            MonitorError::AlertNotFound(id) => {
+                ApiError::not_found("alert_not_found", format!("no open alert `{id}` for this key's client"))
+            }
             MonitorError::Invalid(message) => ApiError::unprocessable("invalid_value", message),
         }
     }
@@ -149,6 +152,9 @@ impl From<ClientError> for ApiError {
             }
             ClientError::KeyNotFound(k) => ApiError::not_found("key_not_found", format!("no key `{k}`")),
             ClientError::ChannelNotFound(c) => ApiError::not_found("channel_not_found", format!("no channel `{c}`")),
+            ClientError::WindowNotFound(w) => {
+                ApiError::not_found("maintenance_window_not_found", format!("no maintenance window `{w}`"))
+            }
             ClientError::Conflict(m) => ApiError::conflict("conflict", m),
             ClientError::Invalid(m) => ApiError::unprocessable("invalid_value", m),
             e @ ClientError::RotationNotConfigured(_) => ApiError::conflict("rotation_not_configured", e.to_string()),

@@ -175,7 +175,8 @@ async fn provision(app: &App, caller: &Caller, slug: &str, spec: Option<&Monitor
             Some(spec) => spec.apply(default_config(slug))?,
             None => default_config(slug),
         };
-        MonitorCommand::Create { client: caller.client.clone(), slug: slug.to_string(), config }
+        let defaults = app.client_defaults(&caller.client).await?;
+        MonitorCommand::Create { client: caller.client.clone(), slug: slug.to_string(), config, defaults }
     };
     match app.monitors.execute(&stream, command, None).await {
         // Two first events raced: the other one created it.

@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod ingest;
 pub mod keys;
 pub mod monitors;
+pub mod policy;
 pub mod replay;
 pub mod service;
 
@@ -36,6 +37,7 @@ pub use error::{ApiError, ErrorBody};
         (name = "hosts", description = "Hosts the monitors report from, and host alerts"),
         (name = "channels", description = "Where notifications go"),
         (name = "keys", description = "API keys of the client: issue, rotation, revocation, audit"),
+        (name = "policy", description = "A client's default alert policy and maintenance windows"),
         (name = "service", description = "Health of telltale itself"),
     )
 )]
@@ -99,6 +101,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(hosts::Api::openapi());
     doc.merge(channels::Api::openapi());
     doc.merge(keys::Api::openapi());
+    doc.merge(policy::Api::openapi());
     doc.merge(service::Api::openapi());
     scope_alternatives(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
@@ -134,6 +137,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     hosts::configure(cfg);
     channels::configure(cfg);
     keys::configure(cfg);
+    policy::configure(cfg);
 }
 
 /// Unknown paths.

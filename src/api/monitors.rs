@@ -14,12 +14,12 @@ use telltale_domain::span::Span;
 use telltale_projections::models::{history, monitors};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::dto::{DurationInput, MonitorOut, ScheduleInput};
+use super::dto::{AlertPolicyInput, DurationInput, MonitorOut, ScheduleInput};
 use super::{ApiError, Caller, ErrorBody, body};
 use crate::app::App;
 
 #[derive(OpenApi)]
-#[openapi(paths(list, create, get, update, delete, pause, resume, events, runs))]
+#[openapi(paths(list, create, get, update, delete, pause, resume, silence, unsilence, events, runs))]
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -33,6 +33,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/v1/monitors/{slug}/runs", "GET").route(web::get().to(runs)));
     cfg.service(super::resource("/v1/monitors/{slug}/pause", "POST").route(web::post().to(pause)));
     cfg.service(super::resource("/v1/monitors/{slug}/resume", "POST").route(web::post().to(resume)));
+    cfg.service(
+        super::resource("/v1/monitors/{slug}/silence", "POST, DELETE")
+            .route(web::post().to(silence))
+            .route(web::delete().to(unsilence)),
+    );
     cfg.service(
         super::resource("/v1/monitors/{slug}/events", "GET, POST")
             .route(web::get().to(events))
@@ -63,6 +68,13 @@ pub struct CreateMonitor {
     pub min_interval: Option<DurationInput>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// This monitor's alert policy: each knob given overrides the client's default
+    /// (`GET /v1/alert-policy`), which overrides telltale's.
+    pub alert_policy: Option<AlertPolicyInput>,
+    /// While paused, ignore signals (recorded as `SignalIgnored`) instead of resuming. Default
+    /// false: a signal resumes a paused monitor.
+    #[serde(default)]
+    pub manual_resume: bool,
 }
 
 /// Changes to a monitor; absent fields are kept.
@@ -81,6 +93,9 @@ pub struct UpdateMonitor {
     #[schema(value_type = Option<DurationInput>)]
     pub min_interval: Option<Option<DurationInput>>,
     pub tags: Option<Vec<String>>,
+    /// Replaces the monitor's own alert policy whole; `{}` inherits every knob from the client.
+    pub alert_policy: Option<AlertPolicyInput>,
+    pub manual_resume: Option<bool>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<DurationInput>>, D::Error> {
@@ -142,9 +157,22 @@ pub async fn create(
         max_runtime: optional_span(&input.max_runtime, "max_runtime")?,
         min_interval: optional_span(&input.min_interval, "min_interval")?,
         tags: input.tags,
+        alert_policy: input
+            .alert_policy
+            .as_ref()
+            .map(|p| p.to_policy("alert_policy."))
+            .transpose()?
+            .unwrap_or_default(),
+        manual_resume: input.manual_resume,
     };
-    let command = MonitorCommand::Create { client: caller.client.clone(), slug: input.slug.clone(), config };
-    let outcome = app.monitors.execute(&streams::monitor(&caller.client, &input.slug), command, None).await?;
+    let defaults = app.client_defaults(&caller.client).await?;
+    let command = MonitorCommand::Create { client: caller.client.clone(), slug: input.slug.clone(), config, defaults };
+    let stream = streams::monitor(&caller.client, &input.slug);
+    let mut outcome = app.monitors.execute(&stream, command, None).await?;
+    // The client's defaults may have changed while this was decided.
+    if app.apply_client_defaults_to(&caller.client, &input.slug).await? {
+        outcome.state = app.monitors.state(&stream).await?;
+    }
     Ok(HttpResponse::build(StatusCode::CREATED)
         .insert_header((LOCATION, format!("/v1/monitors/{}", input.slug)))
         .json(out(&app, &outcome.state)))
@@ -197,6 +225,12 @@ pub async fn update(
     if let Some(tags) = input.tags {
         config.tags = tags;
     }
+    if let Some(policy) = &input.alert_policy {
+        config.alert_policy = policy.to_policy("alert_policy.")?;
+    }
+    if let Some(manual) = input.manual_resume {
+        config.manual_resume = manual;
+    }
     let outcome = app
         .monitors
         .execute(&streams::monitor(&caller.client, &slug), MonitorCommand::Reconfigure { config }, None)
@@ -234,6 +268,51 @@ pub async fn pause(app: Data<App>, caller: Caller, slug: Path<String>) -> Result
     responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn resume(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<Json<MonitorOut>, ApiError> {
     Ok(Json(simple(&app, &caller, &slug, MonitorCommand::Resume).await?))
+}
+
+/// A silence: the monitor's alerts are held (recorded, not announced) until it ends.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceInput {
+    /// How long, from now (at most 31d).
+    #[schema(example = "30m")]
+    pub duration: DurationInput,
+    /// Why, for the history and the dashboard.
+    #[schema(example = "deploying")]
+    pub reason: Option<String>,
+}
+
+/// Silences a monitor for a while: what happens meanwhile is recorded and its alerts are held.
+/// When the silence ends, an alert still open is announced (a miss after a fresh deadline
+/// counted from the end, a failure after its retry window), one that recovered meanwhile is
+/// announced resolved once, and an alert announced before it and unchanged is not announced
+/// again. A new silence replaces the one under way.
+#[utoipa::path(post, path = "/v1/monitors/{slug}/silence", tag = "monitors", security(("bearer" = ["admin"])),
+    request_body = SilenceInput, params(("slug" = String, Path, description = "The monitor's slug")),
+    responses((status = 200, body = MonitorOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn silence(
+    app: Data<App>,
+    caller: Caller,
+    slug: Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<Json<MonitorOut>, ApiError> {
+    caller.require(Scope::Admin)?;
+    // A monitor that is not there (or not this client's) is a 404 whatever the body says.
+    current(&app, &caller, &slug).await?;
+    let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
+    let input: SilenceInput = body::json(&bytes)?;
+    let command = MonitorCommand::Silence { duration: input.duration.to_span("duration")?, reason: input.reason };
+    Ok(Json(simple(&app, &caller, &slug, command).await?))
+}
+
+/// Ends a monitor's silence now (nothing happens when it has none).
+#[utoipa::path(delete, path = "/v1/monitors/{slug}/silence", tag = "monitors", security(("bearer" = ["admin"])),
+    params(("slug" = String, Path, description = "The monitor's slug")),
+    responses((status = 200, body = MonitorOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unsilence(app: Data<App>, caller: Caller, slug: Path<String>) -> Result<Json<MonitorOut>, ApiError> {
+    Ok(Json(simple(&app, &caller, &slug, MonitorCommand::Unsilence).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

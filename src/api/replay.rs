@@ -8,7 +8,7 @@ use telltale_domain::client::Scope;
 use telltale_domain::replay::PolicyOverride;
 use utoipa::{OpenApi, ToSchema};
 
-use super::dto::{DurationInput, ScheduleInput};
+use super::dto::{AlertPolicyInput, DurationInput, ScheduleInput};
 use super::monitors::check_slug;
 use super::{ApiError, Caller, ErrorBody, body};
 use crate::app::App;
@@ -25,7 +25,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Another policy to replay with; each field given replaces that part of the recorded
 /// configuration, absent fields keep it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PolicyInput {
     pub schedule: Option<ScheduleInput>,
     pub grace: Option<DurationInput>,
@@ -37,6 +36,17 @@ pub struct PolicyInput {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<DurationInput>)]
     pub min_interval: Option<Option<DurationInput>>,
+    /// Alert policy knobs (`failure_tolerance`, `retry_window`, `missed_tolerance`,
+    /// `recovery_threshold`, `realert_every`, `escalate_after`, `escalate_to`,
+    /// `flapping_threshold`, `flapping_window`): each given wins over both the monitor's own and
+    /// its client's.
+    #[serde(flatten)]
+    pub alert_policy: AlertPolicyInput,
+    /// Whatever else was sent: refused (serde cannot refuse unknown fields beside a flattened
+    /// struct by itself).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<DurationInput>>, D::Error> {
@@ -45,6 +55,9 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
 
 impl PolicyInput {
     pub fn to_override(&self) -> Result<PolicyOverride, ApiError> {
+        if let Some(field) = self.unknown.keys().next() {
+            return Err(ApiError::bad_request("invalid_request", format!("policy: unknown field `{field}`")));
+        }
         let optional = |v: &Option<Option<DurationInput>>, field: &str| {
             v.as_ref().map(|inner| inner.as_ref().map(|d| d.to_span(field)).transpose()).transpose()
         };
@@ -53,6 +66,7 @@ impl PolicyInput {
             grace: self.grace.as_ref().map(|g| g.to_span("grace")).transpose()?,
             max_runtime: optional(&self.max_runtime, "max_runtime")?,
             min_interval: optional(&self.min_interval, "min_interval")?,
+            alert_policy: self.alert_policy.to_policy("")?,
         })
     }
 }

@@ -42,6 +42,7 @@ fn problem(n: &Notification) -> &'static str {
         "missed" => "is down",
         "failed" => "failed",
         "timed_out" => "is hung",
+        "flapping" => "is flapping",
         "host_silent" => "is silent",
         _ => "is alerting",
     }
@@ -50,10 +51,22 @@ fn problem(n: &Notification) -> &'static str {
 pub fn title(n: &Notification) -> String {
     let label = n.monitor_label();
     if n.is_resolution() {
-        return format!("{label} recovered");
+        return match n.cause.as_str() {
+            "flapping" => format!("{label} is stable again"),
+            _ => format!("{label} recovered"),
+        };
     }
     match n.transition.as_str() {
         "opened" => format!("{label} {}", problem(n)),
+        "reminder" => match n.reminder {
+            Some(k) => format!("{label} {} (reminder {k})", problem(n)),
+            None => format!("{label} {} (reminder)", problem(n)),
+        },
+        "escalated" => format!("{label} {} (escalated)", problem(n)),
+        "acknowledged" => match &n.acknowledged_by {
+            Some(by) => format!("{label} {}: acknowledged by {by}", problem(n)),
+            None => format!("{label} {}: acknowledged", problem(n)),
+        },
         other => format!("{label} {} ({})", problem(n), other.replace('_', " ")),
     }
 }
@@ -187,6 +200,10 @@ mod tests {
             link: "https://telltale.example.com/monitors/acme/nightly-sync".into(),
             attempt: 1,
             sent_at: None,
+            reminder: None,
+            escalated_to: None,
+            acknowledged_by: None,
+            note: None,
             kind: None,
             host: None,
             monitors: vec![],
@@ -236,6 +253,25 @@ mod tests {
         let t = render(&notification("resolved"));
         assert_eq!(t.title, "Nightly sync recovered");
         assert_eq!(t.since, "Lasted 5m10s (2026-03-01 12:00:10 UTC → 2026-03-01 12:05:20 UTC)");
+    }
+
+    #[test]
+    fn the_alert_policy_s_transitions_say_what_they_are() {
+        let mut n = notification("open");
+        n.transition = "reminder".into();
+        n.reminder = Some(2);
+        assert_eq!(title(&n), "Nightly sync failed (reminder 2)");
+        n.transition = "escalated".into();
+        assert_eq!(title(&n), "Nightly sync failed (escalated)");
+        n.transition = "acknowledged".into();
+        n.acknowledged_by = Some("ana".into());
+        assert_eq!(title(&n), "Nightly sync failed: acknowledged by ana");
+        let mut n = notification("open");
+        n.cause = "flapping".into();
+        assert_eq!(title(&n), "Nightly sync is flapping");
+        let mut n = notification("resolved");
+        n.cause = "flapping".into();
+        assert_eq!(title(&n), "Nightly sync is stable again");
     }
 
     #[test]

@@ -24,6 +24,7 @@ const REFRESH_SECONDS: u32 = 5;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index));
     cfg.route("/monitors/{client}/{slug}", web::get().to(monitor));
+    cfg.route("/monitors/{client}/{slug}/alerts/{alert_id}/acknowledge", web::post().to(acknowledge));
     cfg.route("/hosts/{client}/{host}", web::get().to(hosts::host));
     auth::configure(cfg);
     keys::configure(cfg);
@@ -75,7 +76,9 @@ a { color: #2450b2; text-decoration: none; } a:hover { text-decoration: underlin
 .paused, .new { background: #eceef2; color: #4b5363; } .hung { background: #f3e0ff; color: #6a1b9a; }
 .early { background: #e0efff; color: #1b4f9a; } .running { background: #e0efff; color: #1b4f9a; }
 .completed { background: #d9f5e3; color: #11663a; } .failed { background: #ffe8d6; color: #9a3d00; }
-.timed_out { background: #f3e0ff; color: #6a1b9a; }
+.timed_out { background: #f3e0ff; color: #6a1b9a; } .flapping { background: #ffe0f0; color: #9a1b5c; }
+.held { background: #eceef2; color: #4b5363; } form.inline { display: inline; margin: 0; }
+button { font: inherit; font-size: .8rem; padding: .15rem .6rem; border: 1px solid #c7ccd6; border-radius: 6px; background: #fff; cursor: pointer; }
 .alert { color: #a31b1b; font-weight: 600; } .muted { color: #8a93a3; }
 .summary span { margin-right: 1rem; } pre { white-space: pre-wrap; margin: 0; font-size: .8rem; }
 nav { margin-bottom: 1rem; } form.inline { display: inline; margin-left: .5rem; }
@@ -180,9 +183,12 @@ async fn index(app: Data<App>, req: HttpRequest, SignedIn(person): SignedIn) -> 
                                 }
                                 td {
                                     @for alert in &m.alerts {
-                                        div.alert { (alert.cause) " since " (since(Some(alert.opened_at), now)) }
+                                        div.alert { (alert.cause) " since " (since(Some(alert.opened_at), now))
+                                            @if let Some(held) = &alert.held { " " span.badge.held { "held: " (held) } } }
                                     }
                                     @if m.alerts.is_empty() { span.muted { "none" } }
+                                    @if let Some(s) = &m.silenced { div.muted { "silenced until " (s.until.format("%H:%M UTC")) } }
+                                    @if !m.maintenance.is_empty() { div.muted { "in maintenance" } }
                                 }
                             }
                         }
@@ -232,17 +238,40 @@ async fn monitor(
                 "Next expected: "
                 @for t in &m.next_expected { span { time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M:%S UTC")) } } }
             }
+            @if let Some(s) = &m.silenced {
+                p.summary #silenced { span.badge.held { "silenced" } " until " (s.until.format("%Y-%m-%d %H:%M:%S UTC"))
+                    @if let Some(reason) = &s.reason { " · " (reason) } " · alerts are held" }
+            }
+            @for w in &m.maintenance {
+                p.summary.maintenance { span.badge.held { "in maintenance" } " until " (w.until.format("%Y-%m-%d %H:%M:%S UTC"))
+                    @if !w.reason.is_empty() { " · " (w.reason) } " · alerts are held" }
+            }
+            p.summary #policy { "Alert policy: " (policy_summary(&m.effective_policy)) }
             h2 { "Alerts" }
             @if alert_rows.is_empty() { p.muted { "No alerts." } } @else {
-                table { thead { tr { th { "Cause" } th { "State" } th { "Opened" } th { "Resolved" } th { "Message" } } }
-                    tbody { @for a in &alert_rows { tr {
-                        td { (a.cause) } td { (a.state) } td { (since(Some(a.opened_at), now)) }
+                table #alerts { thead { tr { th { "Cause" } th { "State" } th { "Opened" } th { "Resolved" } th { "Message" } th { "" } } }
+                    tbody { @for a in &alert_rows { tr data-alert=(a.alert_id) {
+                        td { (a.cause) } td { (a.state)
+                            @if let Some(held) = &a.held { " " span.badge.held { "held: " (held) } }
+                            @if a.quiet { " " span.muted { "(never announced)" } } }
+                        td { (since(Some(a.opened_at), now)) }
                         td { (since(a.resolved_at, now)) }
                         td { (a.message)
                             @if a.inhibited_by.is_some() {
                                 br; span.muted { @if a.released_at.is_some() { "sent on its own after its host came back" }
                                     @else { "inhibited: its host went silent (see the host alert)" } }
                             } }
+                        td {
+                            @if let Some(at) = a.acknowledged_at {
+                                span.muted { "acknowledged " (since(Some(at), now))
+                                    @if let Some(by) = &a.acknowledged_by { " by " (by) } }
+                            } @else if a.state == "open" {
+                                form.inline method="post" action={ "/monitors/" (client) "/" (m.slug) "/alerts/" (a.alert_id) "/acknowledge" } {
+                                    (auth::csrf_field(&req))
+                                    button type="submit" { "Acknowledge" }
+                                }
+                            }
+                        }
                     } } } }
             }
             h2 { "Runs" }
@@ -266,6 +295,58 @@ async fn monitor(
                 } } } }
         },
     ))
+}
+
+/// The policy in force, in one line.
+fn policy_summary(p: &crate::api::dto::AlertPolicyOut) -> String {
+    let mut parts = Vec::new();
+    let tolerance = match &p.failure_tolerance {
+        Some(crate::api::dto::FailureToleranceInput::Consecutive(n)) => format!("failure after {n} failed run(s)"),
+        Some(crate::api::dto::FailureToleranceInput::Ratio(r)) => {
+            let window = match &r.window {
+                crate::api::dto::DurationInput::Text(t) => t.clone(),
+                crate::api::dto::DurationInput::Seconds(s) => format!("{s}s"),
+            };
+            format!("failure when {} of the runs in {window} failed", r.ratio)
+        }
+        None => String::new(),
+    };
+    parts.push(tolerance);
+    let field = |v: &Option<String>| v.clone().unwrap_or_default();
+    parts.push(format!("retry window {}", field(&p.retry_window)));
+    parts.push(format!("missed tolerance {}", p.missed_tolerance.unwrap_or_default()));
+    parts.push(format!("recovery after {}", p.recovery_threshold.unwrap_or(1)));
+    if p.realert_every.as_deref().is_some_and(|r| r != "0s") {
+        parts.push(format!("reminders every {}", field(&p.realert_every)));
+    }
+    if let Some(to) = p.escalate_to.as_ref().filter(|t| !t.is_empty()) {
+        parts.push(format!("escalates after {} to {}", field(&p.escalate_after), to.join(", ")));
+    }
+    if p.flapping_threshold.unwrap_or_default() > 0 {
+        parts.push(format!(
+            "flapping above {} changes in {}",
+            p.flapping_threshold.unwrap_or_default(),
+            field(&p.flapping_window)
+        ));
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(" · ")
+}
+
+/// The dashboard's acknowledge button: acknowledges in the name of who is signed in, then back
+/// to the monitor's page. Anyone who sees the client's monitors may take one of its alerts
+/// (an on-call act, not a change of configuration); the CSRF guard covers the form.
+async fn acknowledge(
+    app: Data<App>,
+    SignedIn(person): SignedIn,
+    path: Path<(String, String, uuid::Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (client, slug, alert_id) = path.into_inner();
+    if ids::validate_client_name(&client).is_err() || ids::validate_slug(&slug).is_err() || !person.sees(&client) {
+        return Ok(auth::not_found_page());
+    }
+    crate::api::alerts::acknowledge_alert(&app, &client, alert_id, Some(person.name.clone()), None).await?;
+    Ok(HttpResponse::SeeOther().insert_header(("Location", format!("/monitors/{client}/{slug}"))).finish())
 }
 
 /// "850 ms", "12.3 s", "4 min 05 s", "2 h 03 min".

@@ -482,7 +482,7 @@ async fn a_job_that_completes_then_fails_then_hangs_shows_as_runs_and_alerts() {
         .post(format!("{}/v1/monitors", server.base))
         .bearer_auth(&key)
         .json(&json!({"slug": "nightly", "schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"},
-                      "grace": "1h", "max_runtime": "2s"}))
+                      "grace": "1h", "max_runtime": "2s", "alert_policy": {"retry_window": "0s"}}))
         .send()
         .await
         .unwrap();

@@ -221,6 +221,14 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// A monitor with its own alert policy (`{"retry_window": "0s"}`, say).
+    pub async fn create_monitor_with_policy(&self, slug: &str, every: &str, grace: &str, policy: Value) -> Value {
+        let body = json!({"slug": slug, "schedule": {"every": every}, "grace": grace, "alert_policy": policy});
+        let response = self.post("/v1/monitors", body).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "creating {slug}");
+        response.json().await.unwrap()
+    }
+
     pub async fn beat(&self, slug: &str) -> Value {
         let response = self
             .http

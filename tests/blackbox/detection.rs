@@ -150,6 +150,10 @@ async fn a_restart_loses_nothing_repeats_nothing_and_blames_nobody_for_the_downt
     assert_eq!(steady["status"], "up", "not blamed: telltale could not hear it while it was down");
     assert_eq!(steady["next_deadline_at"], "2026-03-01T12:00:11Z");
     app.advance(secs(1)).await;
+    // The deadline that fell while telltale was down is recorded, as unknown, and visible.
+    let unobserved: Value = app.get("/v1/monitors/steady/events?type=DeadlineUnobserved").await.json().await.unwrap();
+    let unobserved = &unobserved["events"][0]["data"];
+    assert_eq!(unobserved["rescheduled_to"], "2026-03-01T12:00:11Z", "{unobserved}");
     app.beat("steady").await;
     app.advance(secs(1)).await;
     assert_eq!(app.alerts("open").await.len(), 1);

@@ -158,6 +158,16 @@ async fn one_monitor_of_a_host_dying_alone_is_alerted_after_the_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_is_not_silence_and_is_never_inhibited() {
     let (app, mut receiver) = five_on_one_host().await;
+    // job-1's failures page at once (no retry window), so that it is sent before the host alert.
+    let patched = app
+        .http
+        .patch(app.url("/v1/monitors/job-1"))
+        .bearer_auth(&app.key)
+        .json(&json!({"alert_policy": {"retry_window": "0s"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success());
     // job-1 reports a failure just before the host goes away.
     let failed =
         app.post("/v1/monitors/job-1/events", json!({"type": "failed", "exit_code": 2, "host": "web-1"})).await;

@@ -51,7 +51,8 @@ async fn heartbeats_take_an_empty_a_json_or_a_text_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_is_started_and_finished_with_its_duration_and_exit_code() {
     let app = TestApp::spawn().await;
-    app.create_monitor("backup", "1h", "5m").await;
+    // A failed run alerts at once (no retry window): the status says so in the answer.
+    app.create_monitor_with_policy("backup", "1h", "5m", json!({"retry_window": "0s"})).await;
     let started: Value =
         app.post("/v1/monitors/backup/events", json!({"type": "started", "host": "db-1"})).await.json().await.unwrap();
     assert_eq!(started["type"], "RunStarted");

@@ -18,6 +18,8 @@ struct Owned {
     channel_name: String,
     alert_id: String,
     run_id: String,
+    /// A maintenance window of A's.
+    window_id: String,
     /// A key of A's that the test never calls with (revoking it changes nothing else).
     victim_key_id: String,
     label: String,
@@ -35,6 +37,7 @@ impl Owned {
             &self.channel_name,
             &self.alert_id,
             &self.run_id,
+            &self.window_id,
             &self.label,
             &self.host,
         ];
@@ -56,6 +59,7 @@ fn parameter(name: &str, before: &str, owned: Option<&Owned>) -> Option<String> 
         ("id", "alerts") | ("alert_id", _) => {
             pick(o.map_or("", |o| &o.alert_id), "00000000-0000-4000-8000-000000000001")
         }
+        ("id", "maintenance") => pick(o.map_or("", |o| &o.window_id), "00000000-0000-4000-8000-000000000003"),
         ("key_id", _) | ("id", "keys") => pick(o.map_or("", |o| &o.victim_key_id), "0000000000000000"),
         ("run_id", _) | ("id", "runs") => pick(o.map_or("", |o| &o.run_id), "zz-no-run"),
         ("host", _) => pick(o.map_or("", |o| &o.host), "zz-no-host"),
@@ -224,6 +228,12 @@ async fn client_a(app: &TestApp) -> (Owned, BTreeMap<Scope, String>) {
     let alerts = app.alerts("open").await;
     let alert_id = alerts[0]["id"].as_str().expect("an open alert of A's").to_string();
     let channel = app.add_webhook("a-chan-x93", "http://127.0.0.1:9/a-hook").await;
+    let window: Value = app
+        .post("/v1/maintenance", json!({"from": "2030-01-01T00:00:00Z", "to": "2030-01-01T01:00:00Z"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let victim: Value =
         app.post("/v1/keys", json!({"scopes": ["read"], "label": "a-label-m4p"})).await.json().await.unwrap();
     let mut keys = BTreeMap::new();
@@ -241,6 +251,7 @@ async fn client_a(app: &TestApp) -> (Owned, BTreeMap<Scope, String>) {
         channel_name: "a-chan-x93".into(),
         alert_id,
         run_id: "a-run-q81z".into(),
+        window_id: window["id"].as_str().unwrap().to_string(),
         victim_key_id: victim["id"].as_str().unwrap().to_string(),
         label: "a-label-m4p".into(),
         host: "a-host-w5q".into(),

@@ -17,6 +17,7 @@ mod isolation;
 mod keys;
 mod notifications;
 mod openapi;
+mod policy;
 mod process;
 mod rebuild;
 mod rotation;

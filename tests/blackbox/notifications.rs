@@ -232,7 +232,8 @@ async fn a_receiver_failing_for_five_minutes_then_healthy_gets_every_notificatio
         Receiver::responding(move || Reply::status(if clock.now() < healthy_from { 503 } else { 200 })).await;
     app.add_webhook("ops", &receiver.url).await;
     for slug in ["flappy-1", "flappy-2", "silent-1", "silent-2"] {
-        app.create_monitor(slug, "30s", "0s").await;
+        // Every change is notified: flapping is not collapsed here (this is about delivery).
+        app.create_monitor_with_policy(slug, "30s", "0s", serde_json::json!({"flapping_threshold": 0})).await;
         app.beat(slug).await;
     }
     // Six minutes in 10 s steps: the flappy monitors beat every minute (each silence opens an
@@ -312,7 +313,8 @@ async fn a_receiver_failing_for_five_minutes_gets_a_host_alert_and_the_rest_exac
             assert!(response.status().is_success());
         }
     };
-    app.create_monitor("flappy", "30s", "0s").await;
+    // Every change is notified: flapping is not collapsed here (this is about delivery).
+    app.create_monitor_with_policy("flappy", "30s", "0s", serde_json::json!({"flapping_threshold": 0})).await;
     app.beat("flappy").await;
     for i in 1..=5 {
         app.create_monitor(&format!("web-{i}"), "30s", "10s").await;

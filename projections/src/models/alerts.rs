@@ -24,7 +24,7 @@ impl Projection for AlertsProjection {
         "alerts"
     }
     fn version(&self) -> i32 {
-        1
+        2
     }
     fn tables(&self) -> &'static [&'static str] {
         &["rm_alerts"]
@@ -38,11 +38,13 @@ impl Projection for AlertsProjection {
             }
             let DomainEvent::Monitor(event) = &envelope.event else { continue };
             let Some((client, slug)) = streams::parse_monitor(&envelope.stream_id) else { continue };
+            let update = |sql: &'static str| sqlx::query(sql);
             match event {
                 MonitorEvent::AlertOpened(e) => {
                     sqlx::query(
-                        "INSERT INTO rm_alerts (alert_id, client, slug, cause, state, opened_at, message, position)
-                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7)",
+                        "INSERT INTO rm_alerts (alert_id, client, slug, cause, state, opened_at, message, position, held,
+                             announced_at)
+                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9)",
                     )
                     .bind(e.alert_id.to_string())
                     .bind(client)
@@ -51,13 +53,62 @@ impl Projection for AlertsProjection {
                     .bind(fmt_time(e.opened_at))
                     .bind(&e.message)
                     .bind(envelope.position)
+                    .bind(e.held.map(|h| h.as_str()))
+                    .bind(e.held.is_none().then(|| fmt_time(e.opened_at)))
                     .execute(&mut *conn)
                     .await?;
                 }
                 MonitorEvent::AlertResolved(e) => {
-                    sqlx::query("UPDATE rm_alerts SET state = 'resolved', resolved_at = $1, resolution = $2 WHERE alert_id = $3")
-                        .bind(fmt_time(e.resolved_at))
-                        .bind(&e.message)
+                    update(
+                        "UPDATE rm_alerts SET state = 'resolved', resolved_at = $1, resolution = $2, quiet = $3
+                         WHERE alert_id = $4",
+                    )
+                    .bind(fmt_time(e.resolved_at))
+                    .bind(&e.message)
+                    .bind(e.quiet as i64)
+                    .bind(e.alert_id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                MonitorEvent::AlertAnnounced(e) => {
+                    update("UPDATE rm_alerts SET held = NULL, announced_at = $1 WHERE alert_id = $2")
+                        .bind(fmt_time(e.at))
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertRecovered(e) => {
+                    update("UPDATE rm_alerts SET recovered_at = $1 WHERE alert_id = $2")
+                        .bind(fmt_time(e.at))
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertRecurred(e) => {
+                    update("UPDATE rm_alerts SET recovered_at = NULL WHERE alert_id = $1")
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertReminded(e) => {
+                    update("UPDATE rm_alerts SET reminders = $1 WHERE alert_id = $2")
+                        .bind(i64::from(e.reminder))
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertEscalated(e) => {
+                    update("UPDATE rm_alerts SET escalated_at = $1 WHERE alert_id = $2")
+                        .bind(fmt_time(e.at))
+                        .bind(e.alert_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                MonitorEvent::AlertAcknowledged(e) => {
+                    update("UPDATE rm_alerts SET acknowledged_at = $1, acknowledged_by = $2, ack_note = $3 WHERE alert_id = $4")
+                        .bind(fmt_time(e.at))
+                        .bind(&e.by)
+                        .bind(&e.note)
                         .bind(e.alert_id.to_string())
                         .execute(&mut *conn)
                         .await?;
@@ -79,8 +130,9 @@ async fn apply_host(conn: &mut AnyConnection, envelope: &Envelope, event: &HostE
     match event {
         HostEvent::HostAlertOpened(e) => {
             sqlx::query(
-                "INSERT INTO rm_alerts (alert_id, client, slug, cause, state, opened_at, message, position, kind, host, monitors)
-                 VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, 'host', $8, $9)",
+                "INSERT INTO rm_alerts (alert_id, client, slug, cause, state, opened_at, message, position, kind, host, monitors,
+                     announced_at)
+                 VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, 'host', $8, $9, $5)",
             )
             .bind(e.alert_id.to_string())
             .bind(client)
@@ -149,6 +201,18 @@ pub struct AlertView {
     pub resolved_at: Option<DateTime<Utc>>,
     pub message: String,
     pub resolution: Option<String>,
+    /// Why it is not announced (`silenced`, `maintenance`, `flapping`); `None` once announced.
+    pub held: Option<String>,
+    pub announced_at: Option<DateTime<Utc>>,
+    /// Resolved without anyone having been told of it.
+    pub quiet: bool,
+    /// Its trouble ended while alerts were held; the resolution is announced when the hold ends.
+    pub recovered_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub ack_note: Option<String>,
+    pub reminders: i64,
+    pub escalated_at: Option<DateTime<Utc>>,
     /// `monitor` or `host`.
     pub kind: String,
     /// A host alert's host.
@@ -173,6 +237,15 @@ fn view_of(row: &AnyRow) -> Result<AlertView, sqlx::Error> {
         resolved_at: read_time(row.try_get("resolved_at")?),
         message: row.try_get("message")?,
         resolution: row.try_get("resolution")?,
+        held: row.try_get("held")?,
+        announced_at: read_time(row.try_get("announced_at")?),
+        quiet: row.try_get::<i64, _>("quiet")? != 0,
+        recovered_at: read_time(row.try_get("recovered_at")?),
+        acknowledged_at: read_time(row.try_get("acknowledged_at")?),
+        acknowledged_by: row.try_get("acknowledged_by")?,
+        ack_note: row.try_get("ack_note")?,
+        reminders: row.try_get("reminders")?,
+        escalated_at: read_time(row.try_get("escalated_at")?),
         kind: row.try_get("kind")?,
         host: row.try_get("host")?,
         monitors: row
@@ -184,8 +257,26 @@ fn view_of(row: &AnyRow) -> Result<AlertView, sqlx::Error> {
     })
 }
 
+impl AlertView {
+    /// Whether anyone was told it opened: announced, and not inhibited by a host alert (or
+    /// released after all).
+    pub fn notified(&self) -> bool {
+        self.announced_at.is_some() && (self.inhibited_by.is_none() || self.released_at.is_some())
+    }
+}
+
 const ALERT_COLUMNS: &str = "alert_id, client, slug, cause, state, opened_at, resolved_at, message, resolution, kind, host, monitors, \
-     inhibited_by, released_at";
+     inhibited_by, released_at, held, announced_at, quiet, recovered_at, acknowledged_at, acknowledged_by, ack_note, \
+     reminders, escalated_at";
+
+/// One alert by id.
+pub async fn find(pool: &AnyPool, alert_id: Uuid) -> Result<Option<AlertView>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ALERT_COLUMNS} FROM rm_alerts WHERE alert_id = $1")))
+        .bind(alert_id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(view_of).transpose()
+}
 
 /// Alerts of one client (or all, for `None`), newest first. `state` is `open`, `resolved`, or
 /// `None` for both; `slug` narrows to one monitor.

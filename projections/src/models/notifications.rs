@@ -22,6 +22,7 @@ use telltale_domain::host::{self, HOST_SILENT, HostEvent};
 use telltale_domain::ids::streams;
 use telltale_domain::monitor::{AlertCause, MonitorEvent};
 use telltale_domain::notification::{NotificationEvent, Transition, notification_id};
+use telltale_domain::policy::AlertPolicy;
 use uuid::Uuid;
 
 use super::read_time;
@@ -30,16 +31,46 @@ use crate::{Envelope, Projection};
 
 pub struct NotificationsProjection;
 
-/// The body of a notification, without the link (added when sent). Pure.
+/// The body of a notification, without the link (added when sent), for the alert events that
+/// people hear of: an opening (not a held one), an announcement of a held one, a resolution
+/// (not a quiet one), a reminder, an escalation, an acknowledgement. Pure.
 pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid) -> Option<(Transition, Uuid, Value)> {
     let (transition, alert_id, cause, opened_at, resolved_at, message) = match event {
-        MonitorEvent::AlertOpened(e) => (Transition::Opened, e.alert_id, e.cause, e.opened_at, None, &e.message),
-        MonitorEvent::AlertResolved(e) => {
-            (Transition::Resolved, e.alert_id, e.cause, e.opened_at, Some(e.resolved_at), &e.message)
+        MonitorEvent::AlertOpened(e) if e.held.is_none() => {
+            (Transition::Opened, e.alert_id, e.cause, e.opened_at, None, e.message.clone())
+        }
+        MonitorEvent::AlertAnnounced(e) => {
+            (Transition::Opened, e.alert_id, e.cause, e.opened_at, None, e.message.clone())
+        }
+        MonitorEvent::AlertResolved(e) if !e.quiet => {
+            (Transition::Resolved, e.alert_id, e.cause, e.opened_at, Some(e.resolved_at), e.message.clone())
+        }
+        MonitorEvent::AlertReminded(e) => {
+            (Transition::Reminded(e.reminder), e.alert_id, e.cause, e.opened_at, None, e.message.clone())
+        }
+        MonitorEvent::AlertEscalated(e) => {
+            (Transition::Escalated, e.alert_id, e.cause, e.opened_at, None, e.message.clone())
+        }
+        MonitorEvent::AlertAcknowledged(e) => {
+            let by = e.by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+            let note = e.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+            (
+                Transition::Acknowledged,
+                e.alert_id,
+                e.cause,
+                e.opened_at,
+                None,
+                format!("{slug}: alert acknowledged{by}{note}"),
+            )
         }
         _ => return None,
     };
-    let body = json!({
+    let state = match transition {
+        Transition::Resolved => "resolved",
+        Transition::Acknowledged => "acknowledged",
+        _ => "open",
+    };
+    let mut body = json!({
         "notification_id": notification_id(alert_id, transition, channel_id),
         "transition": transition.as_str(),
         "alert_id": alert_id,
@@ -47,11 +78,20 @@ pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid)
         "monitor": slug,
         "kind": "monitor",
         "cause": cause,
-        "state": if transition == Transition::Opened { "open" } else { "resolved" },
+        "state": state,
         "message": message,
         "opened_at": fmt_time(opened_at),
         "resolved_at": resolved_at.map(fmt_time),
     });
+    match event {
+        MonitorEvent::AlertReminded(e) => body["reminder"] = e.reminder.into(),
+        MonitorEvent::AlertEscalated(e) => body["escalated_to"] = json!(e.channels),
+        MonitorEvent::AlertAcknowledged(e) => {
+            body["acknowledged_by"] = json!(e.by);
+            body["note"] = json!(e.note);
+        }
+        _ => {}
+    }
     Some((transition, alert_id, body))
 }
 
@@ -106,6 +146,8 @@ pub struct MonitorFacts {
     pub name: Option<String>,
     pub tags: Vec<String>,
     pub last_event: Option<LastEvent>,
+    /// Channels that hear of this monitor's alerts only once they escalate (`escalate_to`).
+    pub escalation_only: Vec<String>,
 }
 
 /// Most characters of a run's output a message quotes.
@@ -160,7 +202,9 @@ pub fn enrich(body: &mut Value, facts: &MonitorFacts) {
 }
 
 async fn monitor_facts(conn: &mut AnyConnection, client: &str, slug: &str) -> Result<MonitorFacts, sqlx::Error> {
-    let row = sqlx::query("SELECT name, tags, last_event FROM rm_notify_monitors WHERE client = $1 AND slug = $2")
+    let row = sqlx::query(
+        "SELECT name, tags, last_event, alert_policy, client_policy FROM rm_notify_monitors WHERE client = $1 AND slug = $2",
+    )
         .bind(client)
         .bind(slug)
         .fetch_optional(&mut *conn)
@@ -168,10 +212,15 @@ async fn monitor_facts(conn: &mut AnyConnection, client: &str, slug: &str) -> Re
     let Some(row) = row else { return Ok(MonitorFacts::default()) };
     let tags: String = row.try_get("tags")?;
     let last: Option<String> = row.try_get("last_event")?;
+    let policy = |column: &str| -> Result<AlertPolicy, sqlx::Error> {
+        let text: Option<String> = row.try_get(column)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+    };
     Ok(MonitorFacts {
         name: Some(row.try_get("name")?),
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         last_event: last.and_then(|l| serde_json::from_str(&l).ok()),
+        escalation_only: policy("alert_policy")?.over(&policy("client_policy")?).resolve().escalate_to,
     })
 }
 
@@ -190,17 +239,45 @@ async fn save_last_events(
     Ok(())
 }
 
-/// The channels a transition of `alert_id` goes to: the client's channels whose tags match the
-/// monitor's (all of them when a channel has no tags), and, for a resolution, every channel
-/// that was told of the alert before, whatever its tags say now. The resolution of an alert a
-/// host alert inhibited goes only to the channels that were told of its opening.
+/// What kind of transition is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    /// An opening, an announcement or a reminder.
+    Opening,
+    Resolution,
+    /// To the channels of these names.
+    Escalation(&'a [String]),
+    Acknowledgement,
+}
+
+impl<'a> Route<'a> {
+    fn of(event: &'a MonitorEvent) -> Route<'a> {
+        match event {
+            MonitorEvent::AlertResolved(_) => Route::Resolution,
+            MonitorEvent::AlertEscalated(e) => Route::Escalation(&e.channels),
+            MonitorEvent::AlertAcknowledged(_) => Route::Acknowledgement,
+            _ => Route::Opening,
+        }
+    }
+}
+
+/// The channels a transition of `alert_id` goes to:
+/// - an opening or reminder: the client's channels whose tags match the monitor's (all of them
+///   when a channel has no tags), except those kept for escalation, and every channel already
+///   told of the alert;
+/// - an escalation: the channels it names;
+/// - a resolution: the same as an opening, and every channel that was told of it before,
+///   whatever its tags say now; the resolution of an alert a host alert inhibited goes only to
+///   the channels that were told of its opening;
+/// - an acknowledgement: only the channels told of the alert.
 async fn route(
     conn: &mut AnyConnection,
     client: &str,
     alert_id: Uuid,
-    monitor_tags: &[String],
-    resolution: bool,
+    facts: &MonitorFacts,
+    route: Route<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    let resolution = route == Route::Resolution;
     if resolution && inhibited(conn, alert_id).await? == Some(false) {
         let told: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT o.channel_id FROM rm_outbox o JOIN rm_channels c ON c.channel_id = o.channel_id
@@ -212,25 +289,30 @@ async fn route(
         return told.iter().map(|id| Uuid::parse_str(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))).collect();
     }
     let rows = sqlx::query(
-        "SELECT channel_id, tags FROM rm_channels WHERE client = $1 AND removed_at IS NULL ORDER BY channel_id",
+        "SELECT channel_id, name, tags FROM rm_channels WHERE client = $1 AND removed_at IS NULL ORDER BY channel_id",
     )
     .bind(client)
     .fetch_all(&mut *conn)
     .await?;
-    let told: Vec<String> = if resolution {
+    let told: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT channel_id FROM rm_outbox WHERE alert_id = $1 AND state <> 'inhibited'")
             .bind(alert_id.to_string())
             .fetch_all(&mut *conn)
-            .await?
-    } else {
-        vec![]
-    };
+            .await?;
     let mut out = Vec::new();
     for row in rows {
         let id: String = row.try_get("channel_id")?;
+        let name: String = row.try_get("name")?;
         let tags: String = row.try_get("tags")?;
         let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
-        if routes(&tags, monitor_tags) || told.contains(&id) {
+        let was_told = told.contains(&id);
+        let routed = routes(&tags, &facts.tags) && !facts.escalation_only.contains(&name);
+        let chosen = match route {
+            Route::Escalation(names) => names.contains(&name),
+            Route::Acknowledgement => was_told,
+            Route::Opening | Route::Resolution => routed || was_told,
+        };
+        if chosen {
             out.push(Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
         }
     }
@@ -291,7 +373,7 @@ async fn enqueue(
     .bind(client)
     .bind(channel_id.to_string())
     .bind(alert_id.to_string())
-    .bind(transition.as_str())
+    .bind(transition.key())
     .bind(slug)
     .bind(body.to_string())
     .bind(position)
@@ -453,8 +535,14 @@ async fn apply_host(conn: &mut AnyConnection, envelope: &Envelope, event: &HostE
             };
             let resolution = matches!(event, HostEvent::HostAlertResolved(_));
             let slug = super::alerts::host_alert_slug(host);
-            let facts = MonitorFacts { name: Some(format!("Host {host}")), tags: tags.clone(), last_event: None };
-            for channel_id in route(conn, client, alert_id, &tags, resolution).await? {
+            let facts = MonitorFacts {
+                name: Some(format!("Host {host}")),
+                tags: tags.clone(),
+                last_event: None,
+                escalation_only: vec![],
+            };
+            let kind = if resolution { Route::Resolution } else { Route::Opening };
+            for channel_id in route(conn, client, alert_id, &facts, kind).await? {
                 let Some((transition, _, mut body)) = host_payload(client, host, event, &monitors, channel_id) else {
                     continue;
                 };
@@ -488,7 +576,7 @@ impl Projection for NotificationsProjection {
         "notifications"
     }
     fn version(&self) -> i32 {
-        2
+        3
     }
     fn tables(&self) -> &'static [&'static str] {
         &[
@@ -508,23 +596,37 @@ impl Projection for NotificationsProjection {
             match &envelope.event {
                 DomainEvent::Monitor(MonitorEvent::MonitorCreated(e)) => {
                     sqlx::query(
-                        "INSERT INTO rm_notify_monitors (client, slug, name, tags, last_event) VALUES ($1, $2, $3, $4, NULL)
+                        "INSERT INTO rm_notify_monitors (client, slug, name, tags, last_event, alert_policy, client_policy)
+                         VALUES ($1, $2, $3, $4, NULL, $5, NULL)
                          ON CONFLICT (client, slug) DO UPDATE SET name = excluded.name, tags = excluded.tags,
-                             last_event = NULL",
+                             last_event = NULL, alert_policy = excluded.alert_policy, client_policy = NULL",
                     )
                     .bind(&e.client)
                     .bind(&e.slug)
                     .bind(&e.config.name)
                     .bind(json!(e.config.tags).to_string())
+                    .bind(json!(e.config.alert_policy).to_string())
                     .execute(&mut *conn)
                     .await?;
                     last_events.remove(&(e.client.clone(), e.slug.clone()));
                 }
                 DomainEvent::Monitor(MonitorEvent::MonitorReconfigured(e)) => {
                     let Some((client, slug)) = streams::parse_monitor(&envelope.stream_id) else { continue };
-                    sqlx::query("UPDATE rm_notify_monitors SET name = $1, tags = $2 WHERE client = $3 AND slug = $4")
-                        .bind(&e.config.name)
-                        .bind(json!(e.config.tags).to_string())
+                    sqlx::query(
+                        "UPDATE rm_notify_monitors SET name = $1, tags = $2, alert_policy = $3 WHERE client = $4 AND slug = $5",
+                    )
+                    .bind(&e.config.name)
+                    .bind(json!(e.config.tags).to_string())
+                    .bind(json!(e.config.alert_policy).to_string())
+                    .bind(client)
+                    .bind(slug)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                DomainEvent::Monitor(MonitorEvent::ClientDefaultsApplied(e)) => {
+                    let Some((client, slug)) = streams::parse_monitor(&envelope.stream_id) else { continue };
+                    sqlx::query("UPDATE rm_notify_monitors SET client_policy = $1 WHERE client = $2 AND slug = $3")
+                        .bind(json!(e.defaults.alert_policy).to_string())
                         .bind(client)
                         .bind(slug)
                         .execute(&mut *conn)
@@ -571,12 +673,12 @@ impl Projection for NotificationsProjection {
                         .execute(&mut *conn)
                         .await?;
                 }
-                DomainEvent::Monitor(event @ (MonitorEvent::AlertOpened(_) | MonitorEvent::AlertResolved(_))) => {
+                DomainEvent::Monitor(event) if event.alert().is_some() => {
                     let Some((client, slug)) = streams::parse_monitor(&envelope.stream_id) else { continue };
-                    save_last_events(conn, &mut last_events).await?;
-                    let facts = monitor_facts(conn, client, slug).await?;
                     // The alert id and transition do not depend on the channel.
                     let Some((transition, alert_id, _)) = payload(client, slug, event, Uuid::nil()) else { continue };
+                    save_last_events(conn, &mut last_events).await?;
+                    let facts = monitor_facts(conn, client, slug).await?;
                     let resolution = matches!(event, MonitorEvent::AlertResolved(_));
                     let host = member_host(conn, client, slug).await?;
                     let members = host_members(conn, client, host.as_deref()).await?;
@@ -585,7 +687,7 @@ impl Projection for NotificationsProjection {
                     // Inhibited already (its host alert was decided first): recorded, not sent.
                     let held_back = !resolution && inhibited(conn, alert_id).await? == Some(false);
                     let state = if held_back { "inhibited" } else { "pending" };
-                    for channel_id in route(conn, client, alert_id, &facts.tags, resolution).await? {
+                    for channel_id in route(conn, client, alert_id, &facts, Route::of(event)).await? {
                         let Some((_, _, mut body)) = payload(client, slug, event, channel_id) else { continue };
                         enrich(&mut body, &facts);
                         if let Some(obj) = body.as_object_mut() {
