@@ -19,25 +19,33 @@ pub struct Rate {
 }
 
 /// A generic cell rate limiter (GCRA): one "theoretical arrival time" per name.
+///
+/// Concurrent requests read the clock before they take the lock, so their instants may arrive a
+/// little out of order; the limiter never lets time run backwards (an instant older than one it
+/// has seen counts as that one), or a request that read the clock a moment earlier would find
+/// the bucket "in the future" and be refused for nothing when the rate is high.
 pub struct RateLimiter<K> {
     rate: Rate,
-    tat: Mutex<HashMap<K, DateTime<Utc>>>,
+    tat: Mutex<(HashMap<K, DateTime<Utc>>, Option<DateTime<Utc>>)>,
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
     pub fn new(rate: Rate) -> RateLimiter<K> {
-        RateLimiter { rate, tat: Mutex::new(HashMap::new()) }
+        RateLimiter { rate, tat: Mutex::new((HashMap::new(), None)) }
     }
 
     fn emission(&self) -> TimeDelta {
-        TimeDelta::microseconds((1_000_000.0 / self.rate.per_second.max(1e-9)).round().min(i64::MAX as f64) as i64)
+        TimeDelta::nanoseconds((1e9 / self.rate.per_second.max(1e-9)).round().min(i64::MAX as f64) as i64)
     }
 
     /// Takes one request for `name` at `now`; refused with how long to wait when over the rate.
     pub fn take(&self, name: &K, now: DateTime<Utc>) -> Result<(), TimeDelta> {
         let emission = self.emission();
         let tolerance = emission * (self.rate.burst.clamp(1, 1_000_000_000) as i32 - 1);
-        let mut tat = self.tat.lock().expect("rate limiter lock");
+        let mut guard = self.tat.lock().expect("rate limiter lock");
+        let (tat, latest) = &mut *guard;
+        let now = latest.map_or(now, |latest| latest.max(now));
+        *latest = Some(now);
         if tat.len() > 100_000 {
             tat.retain(|_, t| *t > now);
         }
@@ -178,6 +186,19 @@ mod tests {
         assert!(limiter.take(&"k", t(499)).is_err());
         assert_eq!(limiter.take(&"k", t(500)), Ok(()));
         assert_eq!(limiter.take(&"k", t(5000)), Ok(()));
+    }
+
+    #[test]
+    fn instants_a_little_out_of_order_are_not_refused_at_a_high_rate() {
+        let limiter = RateLimiter::new(Rate { per_second: 1e9, burst: 1_000_000 });
+        for ms in [10, 3, 7, 1, 10, 2] {
+            assert_eq!(limiter.take(&"k", t(ms)), Ok(()), "at {ms} ms");
+        }
+        let strict = RateLimiter::new(Rate { per_second: 1.0, burst: 1 });
+        assert_eq!(strict.take(&"k", t(1000)), Ok(()));
+        assert!(strict.take(&"k", t(500)).is_err(), "an older instant does not reopen the bucket");
+        assert!(strict.take(&"k", t(1999)).is_err());
+        assert_eq!(strict.take(&"k", t(2000)), Ok(()));
     }
 
     #[test]
