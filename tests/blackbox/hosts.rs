@@ -422,3 +422,45 @@ async fn a_host_down_three_times_in_an_hour_pages_for_the_host_not_for_each_flap
     assert_eq!(report["identical"], true, "{report:#}");
     assert_eq!(report["recorded_alerts"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_still_silent_after_its_host_came_back_the_third_time_is_released_as_flapping() {
+    let app = TestApp::spawn().await;
+    let mut receiver = Receiver::start().await;
+    app.add_webhook("ops", &receiver.url).await;
+    let slugs: Vec<String> = (1..=5).map(|i| format!("job-{i}")).collect();
+    for slug in &slugs {
+        app.create_monitor(slug, "5m", "1m").await;
+        beat_from(&app, slug, "web-1").await;
+    }
+    app.settle().await;
+    for round in 1..=3 {
+        app.advance(secs(360)).await;
+        app.advance(secs(2)).await;
+        // The host comes back; the third time, job-5 does not.
+        let back = if round < 3 { &slugs[..] } else { &slugs[..4] };
+        for slug in back {
+            beat_from(&app, slug, "web-1").await;
+        }
+        app.settle().await;
+    }
+    outbox_settled(&app).await;
+    let hosts_only = said(&receiver.drain());
+    assert_eq!(hosts_only.len(), 6, "three host alerts and their recoveries: {hosts_only:?}");
+    assert!(hosts_only.iter().all(|(monitor, _, _)| monitor == "host:web-1"), "{hosts_only:?}");
+
+    // job-5 stays silent for the return window (its neighbours beating on): it is on its own.
+    // Its silence is held by its flapping, so what pages is its flapping alert, released.
+    for _ in 0..6 {
+        app.advance(secs(60)).await;
+        for slug in &slugs[..4] {
+            beat_from(&app, slug, "web-1").await;
+        }
+    }
+    outbox_settled(&app).await;
+    assert_eq!(said(&receiver.drain()), [("job-5".to_string(), "flapping".to_string(), "opened".to_string())]);
+    let alerts = app.alerts("open").await;
+    let flapping = alerts.iter().find(|a| a["monitor"] == "job-5" && a["cause"] == "flapping").unwrap();
+    assert!(flapping["released_at"].is_string() && flapping["inhibited_by"].is_string(), "{flapping}");
+    assert_eq!(flapping["notified"], true);
+}
