@@ -379,6 +379,11 @@ async fn a_host_down_three_times_in_an_hour_pages_for_the_host_not_for_each_flap
             let mut slugs: Vec<&str> = flapping.iter().map(|a| a["monitor"].as_str().unwrap()).collect();
             slugs.sort();
             assert_eq!(slugs, ["job-1", "job-2", "job-3", "job-4", "job-5", "solo"], "{open:#?}");
+            let host: Value = app.get("/v1/hosts/web-1").await.json().await.unwrap();
+            for member in host["monitors"].as_array().unwrap() {
+                let own = open.iter().find(|a| a["monitor"] == member["slug"] && a["cause"] == "flapping").unwrap();
+                assert_eq!(member["flapping_alert_id"], own["id"], "the host shows it with the silence: {member}");
+            }
             for alert in flapping {
                 if alert["monitor"] == "solo" {
                     assert!(alert.get("inhibited_by").is_none(), "{alert}");
