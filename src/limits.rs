@@ -26,8 +26,11 @@ pub struct Rate {
 /// the bucket "in the future" and be refused for nothing when the rate is high.
 pub struct RateLimiter<K> {
     rate: Rate,
-    tat: Mutex<(HashMap<K, DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    tat: Mutex<Arrivals<K>>,
 }
+
+/// Each name's theoretical arrival time, and the latest instant seen.
+type Arrivals<K> = (HashMap<K, DateTime<Utc>>, Option<DateTime<Utc>>);
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
     pub fn new(rate: Rate) -> RateLimiter<K> {

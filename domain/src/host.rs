@@ -9,6 +9,11 @@
 //!   signal named that host.
 //! - A member is *silent* while its `missed` alert is open. A failed or hung run is a sign of
 //!   life, not silence: it never counts, and it is never inhibited.
+//! - A silent member's `flapping` alert belongs to its silence: a host that goes down again and
+//!   again makes each of its monitors flap, and that flapping is the host's, not each
+//!   process's. Whatever the silence's alert gets (inhibited, released) its flapping alert gets
+//!   too. A member that flaps while its host is fine (failing runs, or silent alone) is not
+//!   concerned: no host alert covers its silence.
 //! - The host alert opens when at least [`MIN_SILENT`] members, and more than half of all the
 //!   host's members, fell silent within [`CORRELATION_WINDOW`] of each other (counting only
 //!   silences that no earlier host alert covered). It opens at the latest of those deadlines.
@@ -67,6 +72,10 @@ pub struct Silence {
     pub alert_id: Uuid,
     /// The deadline that passed (the alert's `opened_at`).
     pub since: DateTime<Utc>,
+    /// The monitor's `flapping` alert, while one is open during the silence: it belongs to the
+    /// silence (see [`silence_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<Uuid>,
 }
 
 /// What a monitor's state says about its host: which host it is an active member of, and
@@ -93,10 +102,19 @@ fn member_of(monitor: &Monitor) -> Option<&str> {
     (monitor.exists() && !monitor.paused).then(|| monitor.host.as_deref().and_then(host_name)).flatten()
 }
 
-/// A member's open silence.
+/// A member's open silence, with its open `flapping` alert if it has one. Flapping that opens
+/// with the silence (its miss was the change too many) or during it is the silence's; so is
+/// flapping still open from an earlier silence of the same kind (a host down again and again:
+/// that alert was inhibited then, and the new silence is what it is about). A flapping alert
+/// announced before the silence stays announced whatever a host alert does with it: the outbox
+/// never takes back what it sent.
 fn silence_of(monitor: &Monitor) -> Option<Silence> {
     member_of(monitor)?;
-    monitor.alerts.get(&AlertCause::Missed).map(|a| Silence { alert_id: a.alert_id, since: a.opened_at })
+    monitor.alerts.get(&AlertCause::Missed).map(|a| Silence {
+        alert_id: a.alert_id,
+        since: a.opened_at,
+        flapping: monitor.alerts.get(&AlertCause::Flapping).map(|f| f.alert_id),
+    })
 }
 
 /// What one monitor's state says now, told to one host: the command's input.
@@ -179,6 +197,28 @@ pub struct HostMonitorSilent {
     pub at: DateTime<Utc>,
 }
 
+/// A silent member's `flapping` alert is open (it opened with the silence, during it, or was
+/// still open from before): it belongs to the silence, and is inhibited and released with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostMonitorFlapping {
+    pub slug: String,
+    /// The `flapping` alert.
+    pub alert_id: Uuid,
+    /// When the host learnt it.
+    pub at: DateTime<Utc>,
+}
+
+/// A silent member's `flapping` alert resolved (the monitor was stable for a whole flapping
+/// window) while it is still silent: the silence no longer has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostMonitorSteady {
+    pub slug: String,
+    /// The `flapping` alert that resolved.
+    pub alert_id: Uuid,
+    /// When the host learnt it.
+    pub at: DateTime<Utc>,
+}
+
 /// A silent member showed life again: its `missed` alert resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostMonitorBack {
@@ -201,7 +241,8 @@ pub struct HostAlertOpened {
     pub message: String,
 }
 
-/// A member's `missed` alert belongs to a host alert: recorded, not sent.
+/// A member's `missed` alert (or the `flapping` alert of its silence) belongs to a host alert:
+/// recorded, not sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitorAlertInhibited {
     pub host_alert_id: Uuid,
@@ -222,7 +263,8 @@ pub struct HostAlertResolved {
     pub still_silent: Vec<String>,
 }
 
-/// A member stayed silent [`RETURN_WINDOW`] after its host came back: its own alert is sent.
+/// A member stayed silent [`RETURN_WINDOW`] after its host came back: its own alert is sent
+/// (one such fact for its `missed` alert, and one for the `flapping` alert of its silence).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitorAlertReleased {
     pub host_alert_id: Uuid,
@@ -238,6 +280,8 @@ event_family! {
         HostMonitorLeft(HostMonitorLeft),
         HostMonitorSilent(HostMonitorSilent),
         HostMonitorBack(HostMonitorBack),
+        HostMonitorFlapping(HostMonitorFlapping),
+        HostMonitorSteady(HostMonitorSteady),
         HostAlertOpened(HostAlertOpened),
         MonitorAlertInhibited(MonitorAlertInhibited),
         HostAlertResolved(HostAlertResolved),
@@ -253,6 +297,8 @@ impl HostEvent {
             HostEvent::HostMonitorLeft(e) => e.at,
             HostEvent::HostMonitorSilent(e) => e.at,
             HostEvent::HostMonitorBack(e) => e.at,
+            HostEvent::HostMonitorFlapping(e) => e.at,
+            HostEvent::HostMonitorSteady(e) => e.at,
             HostEvent::HostAlertOpened(e) => e.opened_at,
             HostEvent::MonitorAlertInhibited(e) => e.at,
             HostEvent::HostAlertResolved(e) => e.resolved_at,
@@ -278,6 +324,10 @@ impl HostEvent {
 pub struct MemberSilence {
     pub alert_id: Uuid,
     pub since: DateTime<Utc>,
+    /// Its member's open `flapping` alert, which goes with the silence: inhibited with it (when
+    /// it is attached to a host alert) and released with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<Uuid>,
     /// The host alert it is attached to, open or resolved.
     pub incident: Option<Uuid>,
     /// When the host alert it is attached to resolved: it has [`RETURN_WINDOW`] from then.
@@ -308,6 +358,13 @@ pub struct Host {
     pub alert: Option<OpenHostAlert>,
     /// Host alerts ever opened on this stream; names the next one deterministically.
     pub alert_seq: u64,
+}
+
+impl MemberSilence {
+    /// The alerts of this silence: its `missed` alert, then its `flapping` alert if it has one.
+    pub fn alerts(&self) -> impl Iterator<Item = Uuid> + '_ {
+        std::iter::once(self.alert_id).chain(self.flapping)
+    }
 }
 
 impl Host {
@@ -386,12 +443,14 @@ pub fn due(state: &Host, ctx: &Context) -> Vec<HostEvent> {
         let step: Vec<HostEvent> = current
             .silent()
             .filter(|(_, s)| Host::release_at(s, ctx.service_started_at) == Some(wake))
-            .map(|(slug, s)| {
-                HostEvent::MonitorAlertReleased(MonitorAlertReleased {
-                    host_alert_id: s.incident.unwrap_or_default(),
-                    slug: slug.clone(),
-                    alert_id: s.alert_id,
-                    at: wake,
+            .flat_map(|(slug, s)| {
+                s.alerts().map(move |alert_id| {
+                    HostEvent::MonitorAlertReleased(MonitorAlertReleased {
+                        host_alert_id: s.incident.unwrap_or_default(),
+                        slug: slug.clone(),
+                        alert_id,
+                        at: wake,
+                    })
                 })
             })
             .collect();
@@ -445,6 +504,19 @@ fn facts_for(state: &Host, obs: &Observation, ctx: &Context) -> Vec<HostEvent> {
             at,
         }));
     }
+    // The flapping alert of the silence: only a silence that goes on keeps the one it had.
+    let old_flapping = old.filter(|o| obs.silence.map(|s| s.alert_id) == Some(o.alert_id)).and_then(|o| o.flapping);
+    let new_flapping = obs.silence.and_then(|s| s.flapping);
+    if let Some(alert_id) = old_flapping
+        && new_flapping != Some(alert_id)
+    {
+        facts.push(HostEvent::HostMonitorSteady(HostMonitorSteady { slug: obs.slug.clone(), alert_id, at }));
+    }
+    if let Some(alert_id) = new_flapping
+        && old_flapping != Some(alert_id)
+    {
+        facts.push(HostEvent::HostMonitorFlapping(HostMonitorFlapping { slug: obs.slug.clone(), alert_id, at }));
+    }
     facts
 }
 
@@ -460,6 +532,23 @@ pub fn react(before: &Host, after: &Host, fact: &HostEvent, ctx: &Context) -> Ve
             })],
             None => open_if_most_are_silent(after, ctx),
         },
+        HostEvent::HostMonitorFlapping(e) => {
+            // A silence already attached to a host alert (open, or resolved and settling) and
+            // not released takes its flapping alert along; one not attached yet brings it when
+            // it is (see `open_if_most_are_silent`).
+            let Some(silence) = after.members.get(&e.slug).and_then(|m| m.silence.as_ref()) else { return vec![] };
+            match silence.incident {
+                Some(host_alert_id) if !silence.released => {
+                    vec![HostEvent::MonitorAlertInhibited(MonitorAlertInhibited {
+                        host_alert_id,
+                        slug: e.slug.clone(),
+                        alert_id: e.alert_id,
+                        at: ctx.now,
+                    })]
+                }
+                _ => vec![],
+            }
+        }
         HostEvent::HostMonitorBack(e) => {
             let Some(open) = &before.alert else { return vec![] };
             let attached = before
@@ -528,12 +617,14 @@ fn open_if_most_are_silent(state: &Host, ctx: &Context) -> Vec<HostEvent> {
             list(&monitors)
         ),
     })];
-    events.extend(attached.into_iter().map(|(slug, s)| {
-        HostEvent::MonitorAlertInhibited(MonitorAlertInhibited {
-            host_alert_id: alert_id,
-            slug: slug.clone(),
-            alert_id: s.alert_id,
-            at: ctx.now,
+    events.extend(attached.into_iter().flat_map(|(slug, s)| {
+        s.alerts().map(move |inhibited| {
+            HostEvent::MonitorAlertInhibited(MonitorAlertInhibited {
+                host_alert_id: alert_id,
+                slug: slug.clone(),
+                alert_id: inhibited,
+                at: ctx.now,
+            })
         })
     }));
     events
@@ -604,6 +695,7 @@ impl Aggregate for HostAggregate {
                     member.silence = Some(MemberSilence {
                         alert_id: e.alert_id,
                         since: e.since,
+                        flapping: None,
                         incident: None,
                         settle_from: None,
                         released: false,
@@ -615,6 +707,18 @@ impl Aggregate for HostAggregate {
                     member.silence = None;
                 }
             }
+            HostEvent::HostMonitorFlapping(e) => {
+                if let Some(silence) = state.members.get_mut(&e.slug).and_then(|m| m.silence.as_mut()) {
+                    silence.flapping = Some(e.alert_id);
+                }
+            }
+            HostEvent::HostMonitorSteady(e) => {
+                if let Some(silence) = state.members.get_mut(&e.slug).and_then(|m| m.silence.as_mut())
+                    && silence.flapping == Some(e.alert_id)
+                {
+                    silence.flapping = None;
+                }
+            }
             HostEvent::HostAlertOpened(e) => {
                 state.alert_seq += 1;
                 state.alert = Some(OpenHostAlert {
@@ -624,7 +728,10 @@ impl Aggregate for HostAggregate {
                 });
             }
             HostEvent::MonitorAlertInhibited(e) => {
-                if let Some(silence) = state.members.get_mut(&e.slug).and_then(|m| m.silence.as_mut()) {
+                // The silence's own alert attaches it; its flapping alert only follows it.
+                if let Some(silence) = state.members.get_mut(&e.slug).and_then(|m| m.silence.as_mut())
+                    && silence.alert_id == e.alert_id
+                {
                     silence.incident = Some(e.host_alert_id);
                     silence.settle_from = None;
                 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use telltale_domain::host::*;
-use telltale_domain::monitor::{MonitorAggregate, MonitorCommand, MonitorConfig, Signal, SignalKind};
+use telltale_domain::monitor::{AlertCause, MonitorAggregate, MonitorCommand, MonitorConfig, Signal, SignalKind};
 use telltale_domain::schedule::Schedule;
 use telltale_domain::span::Span;
 use telltale_domain::{Aggregate, Context, EventPayload};
@@ -23,7 +23,7 @@ fn alert(slug: &str) -> Uuid {
 }
 
 fn silence(slug: &str, since: f64) -> Option<Silence> {
-    Some(Silence { alert_id: alert(slug), since: t(since) })
+    Some(Silence { alert_id: alert(slug), since: t(since), flapping: None })
 }
 
 fn obs(slug: &str, silence: Option<Silence>, last_signal_at: Option<f64>) -> Observation {
@@ -279,7 +279,7 @@ fn after_the_host_came_back_the_laggards_do_not_open_another_host_alert() {
     // A fresh outage later is a new host alert, with a new id.
     let g = g.then(["b", "c", "d", "e"].iter().map(|s| obs(s, None, Some(220.0))).collect(), 220.0).then(
         FIVE.iter()
-            .map(|s| obs(s, Some(Silence { alert_id: alert(&format!("{s}2")), since: t(900.0) }), None))
+            .map(|s| obs(s, Some(Silence { alert_id: alert(&format!("{s}2")), since: t(900.0), flapping: None }), None))
             .collect(),
         900.0,
     );
@@ -308,11 +308,229 @@ fn a_host_alert_resolves_when_no_silent_member_is_watched_there_any_more() {
 #[test]
 fn a_member_whose_alert_changed_came_back_and_fell_silent_again() {
     let g = host_with(&FIVE).then(vec![obs("a", silence("a", 100.0), None)], 100.0);
-    let again = Some(Silence { alert_id: alert("a2"), since: t(150.0) });
+    let again = Some(Silence { alert_id: alert("a2"), since: t(150.0), flapping: None });
     let events = g.observe(vec![obs("a", again, Some(120.0))], 150.0);
     assert_eq!(types(&events), ["HostMonitorBack", "HostMonitorSilent"]);
     let HostEvent::HostMonitorBack(back) = &events[0] else { unreachable!() };
     assert_eq!((back.alert_id, back.back_at), (alert("a"), t(120.0)));
+}
+
+// ---- a silent member's flapping goes with its silence ----------------------------------------
+
+/// The flapping alert of `slug`.
+fn flap(slug: &str) -> Uuid {
+    alert(&format!("{slug}-flapping"))
+}
+
+/// `slug` silent since `since`, its flapping alert open.
+fn flapping(slug: &str, since: f64) -> Option<Silence> {
+    Some(Silence { flapping: Some(flap(slug)), ..silence(slug, since).unwrap() })
+}
+
+/// (slug, alert) of every inhibition, in order.
+fn inhibitions(events: &[HostEvent]) -> Vec<(&str, Uuid)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            HostEvent::MonitorAlertInhibited(i) => Some((i.slug.as_str(), i.alert_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (slug, alert) of every release, in order.
+fn releases(events: &[HostEvent]) -> Vec<(&str, Uuid)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            HostEvent::MonitorAlertReleased(r) => Some((r.slug.as_str(), r.alert_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_flapping_alert_that_opened_with_a_silence_is_inhibited_with_it_by_the_host_alert() {
+    // The host went down for the third time within the hour: each member's miss is its fifth
+    // change of state, so each opens a flapping alert with its silence.
+    let g = host_with(&FIVE)
+        .then(vec![obs("a", flapping("a", 100.0), None)], 100.0)
+        .then(vec![obs("b", flapping("b", 100.0), None)], 100.0);
+    assert_eq!(types(&g.0[g.0.len() - 2..]), ["HostMonitorSilent", "HostMonitorFlapping"], "nothing to decide yet");
+    assert_eq!(g.state().members["a"].silence.as_ref().unwrap().flapping, Some(flap("a")));
+    let events = g.observe(vec![obs("c", flapping("c", 100.0), None)], 100.0);
+    assert_eq!(
+        types(&events),
+        [
+            "HostMonitorSilent",
+            "HostAlertOpened",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "HostMonitorFlapping",
+            "MonitorAlertInhibited"
+        ]
+    );
+    let open = opened(&events).unwrap();
+    assert_eq!(open.monitors, ["a", "b", "c"], "the host alert names monitors, once each");
+    assert_eq!(
+        inhibitions(&events),
+        [("a", alert("a")), ("a", flap("a")), ("b", alert("b")), ("b", flap("b")), ("c", alert("c")), ("c", flap("c"))]
+    );
+    assert!(events.iter().all(|e| match e {
+        HostEvent::MonitorAlertInhibited(i) => i.host_alert_id == open.alert_id && i.at == t(100.0),
+        _ => true,
+    }));
+}
+
+#[test]
+fn a_member_that_starts_flapping_while_its_host_alert_is_open_is_inhibited_at_once() {
+    let g = outage();
+    let host_alert = g.state().alert.unwrap().alert_id;
+    let events = g.observe(vec![obs("d", flapping("d", 100.0), None)], 130.0);
+    assert_eq!(
+        events,
+        [
+            HostEvent::HostMonitorFlapping(HostMonitorFlapping { slug: "d".into(), alert_id: flap("d"), at: t(130.0) }),
+            HostEvent::MonitorAlertInhibited(MonitorAlertInhibited {
+                host_alert_id: host_alert,
+                slug: "d".into(),
+                alert_id: flap("d"),
+                at: t(130.0),
+            }),
+        ]
+    );
+    // Its silence is still what attaches it: the flapping alert changed nothing else.
+    let state = HostAggregate::fold(g.state(), &events);
+    let silence = state.members["d"].silence.as_ref().unwrap();
+    assert_eq!((silence.alert_id, silence.incident, silence.settle_from), (alert("d"), Some(host_alert), None));
+}
+
+#[test]
+fn a_member_still_silent_after_its_host_came_back_is_released_with_its_flapping_alert() {
+    let window = RETURN_WINDOW.as_secs_f64();
+    let g = host_with(&FIVE)
+        .then(FIVE.iter().map(|s| obs(s, flapping(s, 100.0), None)).collect(), 100.0)
+        .then(["a", "b", "c", "d"].iter().map(|s| obs(s, None, Some(200.0))).collect(), 200.0);
+    let host_alert = g.state().members["e"].silence.as_ref().unwrap().incident.unwrap();
+    // The ones that came back keep their flapping alerts (a monitor flaps until it is stable for a
+    // window), but that is no longer the host's business: nothing is recorded.
+    assert!(g.observe(vec![obs("a", None, Some(210.0))], 210.0).is_empty());
+    let events = g.when(HostCommand::Tick, ctx(200.0 + window));
+    assert_eq!(
+        events,
+        [
+            HostEvent::MonitorAlertReleased(MonitorAlertReleased {
+                host_alert_id: host_alert,
+                slug: "e".into(),
+                alert_id: alert("e"),
+                at: t(200.0 + window),
+            }),
+            HostEvent::MonitorAlertReleased(MonitorAlertReleased {
+                host_alert_id: host_alert,
+                slug: "e".into(),
+                alert_id: flap("e"),
+                at: t(200.0 + window),
+            }),
+        ]
+    );
+    let released = g.tick(200.0 + window);
+    assert!(released.when(HostCommand::Tick, ctx(100_000.0)).is_empty(), "released once");
+}
+
+#[test]
+fn flapping_that_begins_while_the_member_settles_is_inhibited_and_released_with_it() {
+    let window = RETURN_WINDOW.as_secs_f64();
+    let g = outage().then(vec![obs("a", None, Some(200.0))], 200.0);
+    let host_alert = g.state().members["e"].silence.as_ref().unwrap().incident.unwrap();
+    assert!(g.state().alert.is_none(), "the host is back; e settles");
+    let g = g.then(vec![obs("e", flapping("e", 100.0), None)], 250.0);
+    assert_eq!(inhibitions(&g.0[g.0.len() - 2..]), [("e", flap("e"))]);
+    let settling = g.state();
+    let silence = settling.members["e"].silence.as_ref().unwrap();
+    assert_eq!(silence.settle_from, Some(t(200.0)), "its flapping does not restart its return window");
+    assert_eq!(silence.incident, Some(host_alert));
+    let events = g.when(HostCommand::Tick, ctx(200.0 + window));
+    let released = releases(&events);
+    assert!(released.contains(&("e", alert("e"))) && released.contains(&("e", flap("e"))), "{released:?}");
+}
+
+#[test]
+fn flapping_that_ended_during_the_silence_is_not_released_with_it() {
+    let window = RETURN_WINDOW.as_secs_f64();
+    // A host down for more than a flapping window: e's flapping alert settles (resolves) while
+    // e is still silent.
+    let g = host_with(&FIVE).then(FIVE.iter().map(|s| obs(s, flapping(s, 100.0), None)).collect(), 100.0);
+    let events = g.observe(vec![obs("e", silence("e", 100.0), None)], 3_800.0);
+    assert_eq!(
+        events,
+        [HostEvent::HostMonitorSteady(HostMonitorSteady { slug: "e".into(), alert_id: flap("e"), at: t(3_800.0) })]
+    );
+    let g = g
+        .then(vec![obs("e", silence("e", 100.0), None)], 3_800.0)
+        .then(["a", "b", "c", "d"].iter().map(|s| obs(s, None, Some(4_000.0))).collect(), 4_000.0);
+    assert_eq!(releases(&g.when(HostCommand::Tick, ctx(4_000.0 + window))), [("e", alert("e"))]);
+}
+
+#[test]
+fn flapping_that_begins_after_the_member_was_released_is_its_own() {
+    let window = RETURN_WINDOW.as_secs_f64();
+    let g = outage()
+        .then(["a", "b", "c", "d"].iter().map(|s| obs(s, None, Some(200.0))).collect(), 200.0)
+        .tick(200.0 + window);
+    let events = g.observe(vec![obs("e", flapping("e", 100.0), None)], 600.0);
+    assert_eq!(types(&events), ["HostMonitorFlapping"], "recorded, neither inhibited nor released");
+    assert!(HostAggregate::fold(g.state(), &events).next_wake(t(-10_000.0)).is_none());
+}
+
+#[test]
+fn a_flapping_member_whose_host_is_fine_is_not_inhibited() {
+    // One member silent and flapping on its own: no host alert covers it, so it pages.
+    let g = host_with(&FIVE).then(vec![obs("a", flapping("a", 100.0), None)], 100.0);
+    assert_eq!(types(&g.0[g.0.len() - 2..]), ["HostMonitorSilent", "HostMonitorFlapping"]);
+    assert!(inhibitions(&g.0).is_empty());
+    assert!(g.when(HostCommand::Tick, ctx(100_000.0)).is_empty(), "nothing to release either");
+}
+
+#[test]
+fn a_member_flapping_on_failed_runs_is_not_silent() {
+    // Failures open and resolve (a failure followed by silence pages at the miss); the fifth
+    // change opens a flapping alert. The monitor signals all along: nothing for its host.
+    let fail = |at: f64| (signal(SignalKind::Completed, Some("web-1"), Some(3)), at);
+    let ok = |at: f64| (signal(SignalKind::Completed, Some("web-1"), Some(0)), at);
+    let monitor = run(vec![
+        fail(1.0),
+        (MonitorCommand::Tick, 16.0),
+        ok(20.0),
+        fail(25.0),
+        (MonitorCommand::Tick, 40.0),
+        ok(45.0),
+        fail(50.0),
+        (MonitorCommand::Tick, 65.0),
+    ]);
+    assert!(monitor.alerts.contains_key(&AlertCause::Flapping), "{:?}", monitor.alerts.keys());
+    assert!(!monitor.alerts.contains_key(&AlertCause::Missed));
+    assert_eq!(MemberView::of(&monitor), MemberView { host: Some("web-1".into()), silence: None });
+}
+
+#[test]
+fn a_silent_member_comes_back_while_its_flapping_alert_stays_open() {
+    let g = outage();
+    let g = g.then(FIVE.iter().map(|s| obs(s, flapping(s, 100.0), None)).collect(), 110.0);
+    // Every member comes back, flapping still open (the monitor is not stable yet).
+    let events = g.observe(FIVE.iter().map(|s| obs(s, None, Some(200.0))).collect(), 200.0);
+    assert_eq!(types(&events[..2]), ["HostMonitorBack", "HostAlertResolved"]);
+    assert!(!types(&events).contains(&"HostMonitorSteady"), "a silence that ends takes its flapping with it");
+    // A new outage while those flapping alerts are still open (the host goes down again): they
+    // go with the new silences, and are inhibited again by the new host alert.
+    let g = g.then(FIVE.iter().map(|s| obs(s, None, Some(200.0))).collect(), 200.0);
+    let again = |s: &str| Some(Silence { alert_id: alert(&format!("{s}2")), since: t(900.0), flapping: Some(flap(s)) });
+    let events = g.observe(FIVE.iter().map(|s| obs(s, again(s), None)).collect(), 900.0);
+    let second = opened(&events).expect("a second host alert");
+    let flaps: Vec<&str> = inhibitions(&events).into_iter().filter(|(s, id)| *id == flap(s)).map(|(s, _)| s).collect();
+    assert_eq!(flaps, FIVE, "every member's flapping alert, under {}", second.alert_id);
 }
 
 #[test]
@@ -398,4 +616,39 @@ fn a_monitor_that_moves_leaves_one_host_and_joins_the_other() {
         [("web-1", false), ("web-2", true)]
     );
     assert!(observations("acme", "job", &after, &after, None).is_empty(), "no change, nothing to tell");
+}
+
+#[test]
+fn a_member_whose_miss_makes_it_flap_brings_its_flapping_alert_with_its_silence() {
+    // Default policy: the fifth change of state within an hour opens a flapping alert. Three
+    // silences of a host: open, resolve, open, resolve, and the third miss is the fifth change.
+    let beat = |at: f64| (signal(SignalKind::Heartbeat, Some("web-1"), None), at);
+    let monitor = run(vec![
+        beat(1.0),
+        (MonitorCommand::Tick, 16.0),
+        beat(20.0),
+        (MonitorCommand::Tick, 35.0),
+        beat(40.0),
+        (MonitorCommand::Tick, 55.0),
+    ]);
+    let flapping = monitor.alerts.get(&AlertCause::Flapping).expect("flapping");
+    let missed = monitor.alerts.get(&AlertCause::Missed).expect("silent");
+    assert!(missed.held.is_some(), "the miss itself is held by the flapping");
+    let view = MemberView::of(&monitor);
+    assert_eq!(
+        view.silence,
+        Some(Silence { alert_id: missed.alert_id, since: t(55.0), flapping: Some(flapping.alert_id) })
+    );
+    // It comes back: its flapping alert stays open, but it is no longer silent.
+    let back = run(vec![
+        beat(1.0),
+        (MonitorCommand::Tick, 16.0),
+        beat(20.0),
+        (MonitorCommand::Tick, 35.0),
+        beat(40.0),
+        (MonitorCommand::Tick, 55.0),
+        beat(60.0),
+    ]);
+    assert!(back.alerts.contains_key(&AlertCause::Flapping));
+    assert_eq!(MemberView::of(&back), MemberView { host: Some("web-1".into()), silence: None });
 }

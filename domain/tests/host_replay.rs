@@ -1,5 +1,6 @@
 //! Property: host correlation is a pure function of the host's recorded inputs. Generated
-//! histories of six monitors on one host (joining, leaving, falling silent, coming back),
+//! histories of six monitors on one host (joining, leaving, falling silent, coming back,
+//! flapping with their silence or during it, and settling),
 //! decided "live" with a lagging detector and telltale's own clean stops and crashes, are
 //! replayed from the recorded log through [`HostReplay`]: it derives exactly the host alerts,
 //! inhibitions, resolutions and releases that were recorded.
@@ -21,8 +22,13 @@ fn t0() -> DateTime<Utc> {
 enum Op {
     /// Time passes (ms), the detector lagging this much behind each wake (ms).
     Wait(i64, i64),
-    /// Monitor i misses a deadline this long ago (ms).
-    Silent(usize, i64),
+    /// Monitor i misses a deadline this long ago (ms); with `true`, that miss also opens its
+    /// flapping alert (if none is open).
+    Silent(usize, i64, bool),
+    /// Monitor i's flapping alert opens (while it is silent or not).
+    Flap(usize),
+    /// Monitor i's flapping alert resolves: it was stable for a whole window.
+    Steady(usize),
     /// Monitor i signals again, this long ago (ms).
     Back(usize, i64),
     Join(usize),
@@ -35,7 +41,9 @@ fn op() -> impl Strategy<Value = Op> {
     let m = 0..MONITORS;
     prop_oneof![
         6 => (1i64..400_000, 0i64..3_000).prop_map(|(d, lag)| Op::Wait(d, lag)),
-        5 => (m.clone(), 0i64..2_000).prop_map(|(i, ago)| Op::Silent(i, ago)),
+        5 => (m.clone(), 0i64..2_000, any::<bool>()).prop_map(|(i, ago, flap)| Op::Silent(i, ago, flap)),
+        1 => m.clone().prop_map(Op::Flap),
+        1 => m.clone().prop_map(Op::Steady),
         4 => (m.clone(), 0i64..2_000).prop_map(|(i, ago)| Op::Back(i, ago)),
         1 => m.clone().prop_map(Op::Join),
         1 => m.prop_map(Op::Leave),
@@ -48,6 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct View {
     member: bool,
     silence: Option<Silence>,
+    /// The monitor's open flapping alert (which its silence carries while it is silent).
+    flapping: Option<Uuid>,
     last_signal_at: Option<DateTime<Utc>>,
 }
 
@@ -80,7 +90,7 @@ impl Live {
             host: "web-1".into(),
             slug: format!("m{i}"),
             member: view.member,
-            silence: view.silence,
+            silence: view.silence.map(|s| Silence { flapping: view.flapping, ..s }),
             last_signal_at: view.last_signal_at,
         }]));
     }
@@ -149,14 +159,34 @@ fn play(ops: &[Op]) -> (Vec<HostReplayInput>, DateTime<Utc>) {
                 let to = live.now + TimeDelta::milliseconds(ms);
                 live.pass(to);
             }
-            Op::Silent(i, ago) => {
+            Op::Silent(i, ago, flap) => {
                 if !live.views[i].member || live.views[i].silence.is_some() {
                     continue;
                 }
                 live.alerts += 1;
                 let since = (live.now - TimeDelta::milliseconds(ago)).max(live.started);
-                live.views[i].silence = Some(Silence { alert_id: Uuid::from_u128(live.alerts.into()), since });
+                live.views[i].silence =
+                    Some(Silence { alert_id: Uuid::from_u128(live.alerts.into()), since, flapping: None });
+                if flap && live.views[i].flapping.is_none() {
+                    live.alerts += 1;
+                    live.views[i].flapping = Some(Uuid::from_u128(live.alerts.into()));
+                }
                 live.observe(i);
+            }
+            Op::Flap(i) => {
+                if !live.views[i].member || live.views[i].flapping.is_some() {
+                    continue;
+                }
+                live.alerts += 1;
+                live.views[i].flapping = Some(Uuid::from_u128(live.alerts.into()));
+                if live.views[i].silence.is_some() {
+                    live.observe(i);
+                }
+            }
+            Op::Steady(i) => {
+                if live.views[i].flapping.take().is_some() && live.views[i].silence.is_some() {
+                    live.observe(i);
+                }
             }
             Op::Back(i, ago) => {
                 let Some(silence) = live.views[i].silence else { continue };
@@ -207,10 +237,10 @@ proptest! {
 fn the_generator_reaches_every_derived_fact() {
     // A fixed history through an outage, a return, a laggard released, and a crash.
     let ops = [
-        Op::Silent(0, 0),
-        Op::Silent(1, 100),
-        Op::Silent(2, 200),
-        Op::Silent(3, 0),
+        Op::Silent(0, 0, false),
+        Op::Silent(1, 100, false),
+        Op::Silent(2, 200, false),
+        Op::Silent(3, 0, false),
         Op::Wait(60_000, 500),
         Op::Back(0, 0),
         Op::Back(1, 0),
@@ -230,6 +260,67 @@ fn the_generator_reaches_every_derived_fact() {
             "MonitorAlertInhibited",
             "HostAlertResolved",
             "MonitorAlertReleased"
+        ]
+    );
+    assert_eq!(HostReplay::run(log.iter().cloned(), end).derived(), derived(&log).as_slice());
+}
+
+#[test]
+fn the_generator_reaches_flapping_with_a_silence() {
+    // A host down again and again: 0..2 flap with their silence, 3 was flapping before it fell
+    // silent, 2 settles while still silent; 0 comes back, the rest are released (2 without
+    // its flapping alert, which is over).
+    let ops = [
+        Op::Silent(0, 0, true),
+        Op::Silent(1, 0, true),
+        Op::Flap(3),
+        Op::Silent(2, 0, true),
+        Op::Silent(3, 0, false),
+        Op::Steady(2),
+        Op::Wait(60_000, 500),
+        Op::Back(0, 0),
+        Op::Wait(400_000, 1_000),
+    ];
+    let (log, end) = play(&ops);
+    let kinds: Vec<&str> = log
+        .iter()
+        .filter_map(|input| match input {
+            HostReplayInput::Host(e) if !matches!(e, HostEvent::HostMonitorJoined(_)) => {
+                Some(telltale_domain::EventPayload::event_type(e))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "HostMonitorSilent",
+            "HostMonitorFlapping",
+            "HostMonitorSilent",
+            "HostMonitorFlapping",
+            "HostMonitorSilent",
+            "HostMonitorFlapping",
+            // Four of six: the host alert, with each silence and its flapping alert.
+            "HostMonitorSilent",
+            "HostAlertOpened",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            "MonitorAlertInhibited",
+            // 3's flapping opened before its silence, and goes with it.
+            "HostMonitorFlapping",
+            "MonitorAlertInhibited",
+            "HostMonitorSteady",
+            "HostMonitorBack",
+            "HostAlertResolved",
+            "MonitorAlertReleased",
+            "MonitorAlertReleased",
+            "MonitorAlertReleased",
+            "MonitorAlertReleased",
+            "MonitorAlertReleased",
         ]
     );
     assert_eq!(HostReplay::run(log.iter().cloned(), end).derived(), derived(&log).as_slice());

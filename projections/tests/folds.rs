@@ -353,3 +353,31 @@ fn a_missed_opening_of_a_member_of_a_host_that_could_correlate_waits_the_hold() 
     assert_eq!(notifications::due_at(&missed, None, recorded), t(75), "no host");
     assert_eq!(notifications::due_at(&failed, Some(5), recorded), t(75), "a failure is never held");
 }
+
+#[test]
+fn a_flapping_opening_of_a_member_of_a_host_that_could_correlate_waits_the_hold() {
+    // A host down again and again: the member's miss opens its flapping alert, which its host
+    // alert is about to inhibit with the silence.
+    let flapping = MonitorEvent::AlertOpened(AlertOpened {
+        alert_id: Uuid::from_u128(2),
+        cause: AlertCause::Flapping,
+        opened_at: t(75),
+        message: "flapping".into(),
+        held: None,
+    });
+    let hold = host::HOLD.to_delta();
+    let recorded = t(75) + TimeDelta::milliseconds(40);
+    assert_eq!(notifications::due_at(&flapping, Some(5), recorded), recorded + hold);
+    assert_eq!(notifications::due_at(&flapping, Some(2), recorded), t(75), "a host too small to correlate");
+    assert_eq!(notifications::due_at(&flapping, None, recorded), t(75), "a monitor without a host flaps at once");
+    // Its resolution is never held.
+    let resolved = MonitorEvent::AlertResolved(AlertResolved {
+        alert_id: Uuid::from_u128(2),
+        cause: AlertCause::Flapping,
+        opened_at: t(75),
+        resolved_at: t(4000),
+        message: "stable".into(),
+        quiet: false,
+    });
+    assert_eq!(notifications::due_at(&resolved, Some(5), t(4000)), t(4000));
+}

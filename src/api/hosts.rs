@@ -46,6 +46,9 @@ pub struct HostMemberOut {
     pub silent_since: Option<DateTime<Utc>>,
     /// Its open `missed` alert, while it is silent.
     pub alert_id: Option<Uuid>,
+    /// Its open `flapping` alert, while it is silent: it goes with the silence (inhibited and
+    /// released with it).
+    pub flapping_alert_id: Option<Uuid>,
     /// The host alert that inhibits (or inhibited) its alert.
     pub inhibited_by: Option<Uuid>,
     /// True once its alert was sent on its own: it was still silent a while after its host
@@ -89,6 +92,7 @@ impl HostOut {
                     joined_at: m.joined_at,
                     silent_since: m.silence.as_ref().map(|s| s.since),
                     alert_id: m.silence.as_ref().map(|s| s.alert_id),
+                    flapping_alert_id: m.silence.as_ref().and_then(|s| s.flapping),
                     inhibited_by: m.silence.as_ref().and_then(|s| s.incident),
                     released: m.silence.as_ref().is_some_and(|s| s.released),
                 })
@@ -110,7 +114,8 @@ pub struct HostRules {
     /// Silences whose deadlines fall within this of each other fell silent together.
     #[schema(example = "5m")]
     pub window: String,
-    /// How long a silent monitor's own notification waits for its host alert.
+    /// How long a silent monitor's own notification (its `missed` or `flapping` opening) waits
+    /// for its host alert.
     #[schema(example = "1s")]
     pub hold: String,
     /// A monitor still silent this long after its host came back is alerted on its own.

@@ -306,3 +306,166 @@ async fn a_host_outage_across_a_restart_releases_the_laggards_and_replays_identi
     assert_eq!(kinds.iter().filter(|k| **k == "MonitorAlertReleased").count(), 2, "{kinds:?}");
     assert_eq!(app.post("/v1/hosts/nowhere/replay", json!({})).await.status().as_u16(), 404);
 }
+
+/// (monitor, cause, transition) of each notification, sorted (different alerts may go out in
+/// either order).
+fn said(received: &[Received]) -> Vec<(String, String, String)> {
+    let mut said: Vec<(String, String, String)> = received
+        .iter()
+        .map(|r| {
+            let text = |key: &str| r.body[key].as_str().unwrap_or_default().to_string();
+            (text("monitor"), text("cause"), text("transition"))
+        })
+        .collect();
+    said.sort();
+    said
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_down_three_times_in_an_hour_pages_for_the_host_not_for_each_flapping_monitor() {
+    // Default alert policy everywhere: flapping on (a fifth change of state within an hour opens
+    // one `flapping` alert). web-1 has five monitors that go down together three times; on
+    // web-2, `solo` goes down three times alone while its two neighbours beat on.
+    let app = TestApp::spawn().await;
+    let mut receiver = Receiver::start().await;
+    app.add_webhook("ops", &receiver.url).await;
+    let web1: Vec<String> = (1..=5).map(|i| format!("job-{i}")).collect();
+    for slug in web1.iter().map(String::as_str).chain(["solo", "ok-1", "ok-2"]) {
+        app.create_monitor(slug, "5m", "1m").await;
+    }
+    let beat_all = |slugs: Vec<(String, &'static str)>| {
+        let app = &app;
+        async move {
+            for (slug, host) in slugs {
+                beat_from(app, &slug, host).await;
+            }
+        }
+    };
+    let everyone = || {
+        web1.iter()
+            .map(|s| (s.clone(), "web-1"))
+            .chain([("solo".to_string(), "web-2"), ("ok-1".into(), "web-2"), ("ok-2".into(), "web-2")])
+            .collect::<Vec<_>>()
+    };
+    let neighbours = || vec![("ok-1".to_string(), "web-2"), ("ok-2".to_string(), "web-2")];
+    beat_all(everyone()).await;
+    app.settle().await;
+
+    let mut host_alerts = Vec::new();
+    for round in 1..=3 {
+        // 5 minutes on, solo's neighbours beat; a minute later (the grace) web-1 and solo miss.
+        app.advance(secs(300)).await;
+        beat_all(neighbours()).await;
+        app.advance(secs(60)).await;
+        let open = app.alerts("open").await;
+        let host_alert = open.iter().find(|a| a["kind"] == "host").expect("a host alert").clone();
+        assert_eq!(host_alert["monitors"], json!(web1), "round {round}");
+        // The hold passes: whatever was not inhibited goes out.
+        app.advance(secs(2)).await;
+        outbox_settled(&app).await;
+        let sent = said(&receiver.drain());
+        let solo = if round < 3 { "missed" } else { "flapping" };
+        assert_eq!(
+            sent,
+            [
+                ("host:web-1".to_string(), "host_silent".to_string(), "opened".to_string()),
+                ("solo".into(), solo.into(), "opened".into()),
+            ],
+            "round {round}: the host alert, and solo on its own (its third outage is flapping)"
+        );
+        if round == 3 {
+            // Every web-1 monitor flaps too, with its silence: recorded, inhibited with it.
+            let flapping: Vec<&Value> = open.iter().filter(|a| a["cause"] == "flapping").collect();
+            let mut slugs: Vec<&str> = flapping.iter().map(|a| a["monitor"].as_str().unwrap()).collect();
+            slugs.sort();
+            assert_eq!(slugs, ["job-1", "job-2", "job-3", "job-4", "job-5", "solo"], "{open:#?}");
+            let host: Value = app.get("/v1/hosts/web-1").await.json().await.unwrap();
+            for member in host["monitors"].as_array().unwrap() {
+                let own = open.iter().find(|a| a["monitor"] == member["slug"] && a["cause"] == "flapping").unwrap();
+                assert_eq!(member["flapping_alert_id"], own["id"], "the host shows it with the silence: {member}");
+            }
+            for alert in flapping {
+                if alert["monitor"] == "solo" {
+                    assert!(alert.get("inhibited_by").is_none(), "{alert}");
+                    assert_eq!(alert["notified"], true, "{alert}");
+                } else {
+                    assert_eq!(alert["inhibited_by"], host_alert["id"], "{alert}");
+                    assert_eq!(alert["notified"], false, "{alert}");
+                }
+            }
+        }
+        host_alerts.push(host_alert);
+        // The host (and solo) come back.
+        beat_all(everyone()).await;
+        app.settle().await;
+        outbox_settled(&app).await;
+        let sent = said(&receiver.drain());
+        let mut expected = vec![("host:web-1".to_string(), "host_silent".to_string(), "resolved".to_string())];
+        if round < 3 {
+            expected.push(("solo".into(), "missed".into(), "resolved".into()));
+        }
+        assert_eq!(sent, expected, "round {round}: solo's third silence was held by its flapping");
+    }
+
+    // Everybody beats on for more than the flapping window: the flapping alerts resolve, and
+    // only solo's resolution is sent (nobody was told of the others).
+    for _ in 0..14 {
+        app.advance(secs(300)).await;
+        beat_all(everyone()).await;
+    }
+    app.settle().await;
+    outbox_settled(&app).await;
+    assert_eq!(said(&receiver.drain()), [("solo".to_string(), "flapping".to_string(), "resolved".to_string())]);
+    assert!(app.alerts("open").await.is_empty());
+    let states = outbox_states(&app).await;
+    let inhibited: Vec<&(String, String, String)> = states.iter().filter(|(_, _, s)| s == "inhibited").collect();
+    assert_eq!(inhibited.len(), 5 * 3, "two missed and one flapping opening per web-1 monitor: {states:?}");
+    assert!(states.iter().all(|(_, _, s)| s == "inhibited" || s == "delivered"), "{states:?}");
+
+    // Replaying web-1's recorded inputs derives exactly what was recorded.
+    let report: Value = app.post("/v1/hosts/web-1/replay", json!({})).await.json().await.unwrap();
+    assert_eq!(report["identical"], true, "{report:#}");
+    assert_eq!(report["recorded_alerts"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_still_silent_after_its_host_came_back_the_third_time_is_released_as_flapping() {
+    let app = TestApp::spawn().await;
+    let mut receiver = Receiver::start().await;
+    app.add_webhook("ops", &receiver.url).await;
+    let slugs: Vec<String> = (1..=5).map(|i| format!("job-{i}")).collect();
+    for slug in &slugs {
+        app.create_monitor(slug, "5m", "1m").await;
+        beat_from(&app, slug, "web-1").await;
+    }
+    app.settle().await;
+    for round in 1..=3 {
+        app.advance(secs(360)).await;
+        app.advance(secs(2)).await;
+        // The host comes back; the third time, job-5 does not.
+        let back = if round < 3 { &slugs[..] } else { &slugs[..4] };
+        for slug in back {
+            beat_from(&app, slug, "web-1").await;
+        }
+        app.settle().await;
+    }
+    outbox_settled(&app).await;
+    let hosts_only = said(&receiver.drain());
+    assert_eq!(hosts_only.len(), 6, "three host alerts and their recoveries: {hosts_only:?}");
+    assert!(hosts_only.iter().all(|(monitor, _, _)| monitor == "host:web-1"), "{hosts_only:?}");
+
+    // job-5 stays silent for the return window (its neighbours beating on): it is on its own.
+    // Its silence is held by its flapping, so what pages is its flapping alert, released.
+    for _ in 0..6 {
+        app.advance(secs(60)).await;
+        for slug in &slugs[..4] {
+            beat_from(&app, slug, "web-1").await;
+        }
+    }
+    outbox_settled(&app).await;
+    assert_eq!(said(&receiver.drain()), [("job-5".to_string(), "flapping".to_string(), "opened".to_string())]);
+    let alerts = app.alerts("open").await;
+    let flapping = alerts.iter().find(|a| a["monitor"] == "job-5" && a["cause"] == "flapping").unwrap();
+    assert!(flapping["released_at"].is_string() && flapping["inhibited_by"].is_string(), "{flapping}");
+    assert_eq!(flapping["notified"], true);
+}

@@ -2,11 +2,13 @@
 //! channel of its client; the dispatcher's attempts come back as events, which this projection
 //! folds, so the outbox is as rebuildable as every other read model.
 //!
-//! Host correlation: a host alert is notified like a monitor's. The `missed` opening of a
-//! member of a host that could correlate (at least `host::MIN_SILENT` members) waits
-//! `host::HOLD` before it is due, so that it is not sent alone just before its host alert opens;
-//! an opening that a host alert inhibits before it was attempted becomes `inhibited` and is never
-//! sent, nor is its resolution (unless it is released: then it is sent after all, in its turn).
+//! Host correlation: a host alert is notified like a monitor's. The `missed` and `flapping`
+//! openings of a member of a host that could correlate (at least `host::MIN_SILENT` members)
+//! wait `host::HOLD` before they are due, so that they are not sent alone just before their host
+//! alert opens (a host down again and again makes its members flap with their silence: that
+//! flapping is inhibited with the silence); an opening that a host alert inhibits before it was
+//! attempted becomes `inhibited` and is never sent, nor is its resolution (unless it is
+//! released: then it is sent after all, in its turn).
 
 use std::collections::HashMap;
 
@@ -131,11 +133,14 @@ pub fn host_payload(
 }
 
 /// When a transition recorded at `recorded_at` becomes due: at once, or `host::HOLD` after it
-/// was recorded for the `missed` opening of a member of a host that could correlate. The hold
-/// runs from the recording, not from the deadline, so that a detector running late (or a clock
-/// that jumps) never leaves the host less time to decide. Pure.
+/// was recorded for an opening that a host alert may be about to cover: the `missed` or
+/// `flapping` opening of a member of a host that could correlate. (Whether a flapping alert
+/// opened with a silence is the host's to say, just after; a member flapping on failed runs
+/// waits the hold for nothing, and is sent then.) The hold runs from the recording, not from
+/// the deadline, so that a detector running late (or a clock that jumps) never leaves the host
+/// less time to decide. Pure.
 pub fn due_at(event: &MonitorEvent, host_members: Option<i64>, recorded_at: DateTime<Utc>) -> DateTime<Utc> {
-    let held = matches!(event, MonitorEvent::AlertOpened(e) if e.cause == AlertCause::Missed)
+    let held = matches!(event, MonitorEvent::AlertOpened(e) if matches!(e.cause, AlertCause::Missed | AlertCause::Flapping))
         && host_members.is_some_and(|n| n >= host::MIN_SILENT as i64);
     if held { recorded_at.max(event.at()) + host::HOLD.to_delta() } else { event.at() }
 }
