@@ -134,12 +134,17 @@ impl Projector {
     async fn publish(&self) -> Result<i64, ProjectorError> {
         let stored = self.checkpoints().await?;
         let low = self.projections.iter().map(|p| stored.get(p.name()).map_or(0, |c| c.1)).min().unwrap_or(0);
+        self.advertise(low);
+        Ok(low)
+    }
+
+    /// Tells waiters that every projection has applied `low`.
+    fn advertise(&self, low: i64) {
         self.progress.send_if_modified(|p| {
             let moved = *p != low;
             *p = low;
             moved
         });
-        Ok(low)
     }
 
     async fn lock_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -157,6 +162,9 @@ impl Projector {
         let low = self.projections.iter().map(|p| position_of(p.name())).min().unwrap_or(0);
         let raw = self.store.read_all(low, BATCH).await?;
         if raw.is_empty() {
+            // Another runner (a CLI command on the same database) may have moved the
+            // checkpoints: what they say is where the read models are.
+            self.advertise(low);
             return Ok(0);
         }
         let mut events = Vec::with_capacity(raw.len());

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use sqlx::Row;
+use telltale_domain::client::Scope;
 
 use crate::common::*;
 
@@ -96,4 +97,25 @@ async fn rebuilt_projections_equal_the_live_ones() {
     for ((table, a), (_, b)) in live.iter().zip(&rebuilt) {
         assert_eq!(a, b, "{table} differs after a rebuild");
     }
+}
+
+/// Two processes on one database (the server and a CLI command): each catches the read models
+/// up and moves the shared checkpoints. A runner that finds nothing left to apply because the
+/// other applied it must still count the read models as current, or every request of the
+/// server waits for events it will never apply itself (and answers seconds late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_caught_up_by_another_process_count_as_current() {
+    use telltale::app::{App, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let clock: telltale::clock::SharedClock = std::sync::Arc::new(telltale::clock::ManualClock::new(t0()));
+    let server = App::open(config_for(&dir, 0), clock.clone(), Role::Cli).await.unwrap();
+    let cli = App::open(config_for(&dir, 0), clock.clone(), Role::Cli).await.unwrap();
+    server.register_client("acme").await.unwrap();
+    server.projector.catch_up().await.unwrap();
+    // The other process writes and applies what it wrote; this one applies nothing more.
+    cli.issue_key("acme", Scope::DEFAULT.to_vec(), None).await.unwrap();
+    cli.projector.catch_up().await.unwrap();
+    assert_eq!(server.projector.step().await.unwrap(), 0, "nothing left to apply");
+    let head = server.store.head().await.unwrap();
+    assert_eq!(*server.projector.progress().borrow(), head, "the read models are current");
 }
