@@ -327,6 +327,26 @@ impl TestApp {
         .await
         .expect("detector and projections settle");
     }
+
+    /// Settles, then waits until the outbox holds nothing pending (every notification delivered
+    /// or given up).
+    pub async fn outbox_settled(&self) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                self.settle().await;
+                let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_outbox WHERE state = 'pending'")
+                    .fetch_one(&self.app.read.pool)
+                    .await
+                    .unwrap();
+                if pending == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the outbox drains");
+    }
 }
 
 /// One request a webhook receiver got.

@@ -9,25 +9,6 @@ use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Waits until the outbox holds nothing pending (every notification delivered or given up).
-async fn outbox_settled(app: &TestApp) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            app.settle().await;
-            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_outbox WHERE state = 'pending'")
-                .fetch_one(&app.app.read.pool)
-                .await
-                .unwrap();
-            if pending == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the outbox drains");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_opens_one_alert_at_the_deadline_and_a_heartbeat_resolves_it() {
     let app = TestApp::spawn().await;
@@ -73,7 +54,7 @@ async fn silence_opens_one_alert_at_the_deadline_and_a_heartbeat_resolves_it() {
 
     // Pause it so that no further deadline falls, then check that nothing else was sent.
     app.post("/v1/monitors/sync/pause", serde_json::json!({})).await;
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     assert!(receiver.drain().is_empty(), "exactly one opening and one recovery");
     let channels: Value = app.get("/v1/channels").await.json().await.unwrap();
     assert_eq!(channels["channels"][0]["health"], "ok");
@@ -157,7 +138,7 @@ async fn a_restart_loses_nothing_repeats_nothing_and_blames_nobody_for_the_downt
     app.beat("steady").await;
     app.advance(secs(1)).await;
     assert_eq!(app.alerts("open").await.len(), 1);
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     assert!(receiver.drain().is_empty(), "no duplicate and no false alert after the restart");
 
     // Silence after the restart is still caught, once.

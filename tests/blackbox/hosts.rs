@@ -15,25 +15,6 @@ async fn beat_from(app: &TestApp, slug: &str, host: &str) {
     assert!(response.status().is_success(), "beat for {slug}");
 }
 
-/// Waits until the outbox holds nothing pending (every notification delivered or given up).
-async fn outbox_settled(app: &TestApp) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            app.settle().await;
-            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_outbox WHERE state = 'pending'")
-                .fetch_one(&app.app.read.pool)
-                .await
-                .unwrap();
-            if pending == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the outbox drains");
-}
-
 async fn outbox_states(app: &TestApp) -> Vec<(String, String, String)> {
     let rows = sqlx::query("SELECT slug, transition, state FROM rm_outbox ORDER BY position, slug")
         .fetch_all(&app.app.read.pool)
@@ -97,7 +78,7 @@ async fn a_host_whose_monitors_all_fall_silent_is_one_alert_and_one_recovery() {
     assert_eq!(opened.idempotency_key, opened.body["notification_id"].as_str().unwrap());
     // The hold has long passed: nothing else is coming.
     app.advance(secs(5)).await;
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     assert!(receiver.drain().is_empty(), "the monitors' own alerts are not sent");
     let states = outbox_states(&app).await;
     assert_eq!(states.iter().filter(|(_, _, s)| s == "inhibited").count(), 5, "{states:?}");
@@ -121,7 +102,7 @@ async fn a_host_whose_monitors_all_fall_silent_is_one_alert_and_one_recovery() {
             beat_from(&app, &format!("job-{i}"), "web-1").await;
         }
     }
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     assert!(receiver.drain().is_empty(), "no per-monitor recovery either");
     assert!(app.alerts("open").await.is_empty());
     let host: Value = app.get("/v1/hosts/web-1").await.json().await.unwrap();
@@ -183,7 +164,7 @@ async fn a_failed_run_is_not_silence_and_is_never_inhibited() {
     let failure = open.iter().find(|a| a["cause"] == "failed").unwrap();
     assert!(failure.get("inhibited_by").is_none());
     app.advance(secs(2)).await;
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     let sent = receiver.drain();
     assert_eq!(sent.len(), 1, "only the host alert: {:?}", sent.iter().map(|r| &r.body["monitor"]).collect::<Vec<_>>());
     assert_eq!(sent[0].body["kind"], "host");
@@ -214,7 +195,7 @@ async fn a_host_alert_reaches_the_channels_that_hear_its_monitors() {
     let opened = db_team.next(WAIT).await.expect("the db team hears of its host");
     assert_eq!((opened.body["kind"].as_str(), opened.body["tags"].clone()), (Some("host"), json!(["db"])));
     app.advance(secs(2)).await;
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     assert!(web_team.drain().is_empty(), "the web team does not");
     assert!(db_team.drain().is_empty(), "and the db team hears nothing else");
 }
@@ -282,7 +263,7 @@ async fn a_host_outage_across_a_restart_releases_the_laggards_and_replays_identi
         }
     }
     app.advance(secs(2)).await;
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     let mut released: Vec<String> = receiver
         .drain()
         .into_iter()
@@ -362,7 +343,7 @@ async fn a_host_down_three_times_in_an_hour_pages_for_the_host_not_for_each_flap
         assert_eq!(host_alert["monitors"], json!(web1), "round {round}");
         // The hold passes: whatever was not inhibited goes out.
         app.advance(secs(2)).await;
-        outbox_settled(&app).await;
+        app.outbox_settled().await;
         let sent = said(&receiver.drain());
         let solo = if round < 3 { "missed" } else { "flapping" };
         assert_eq!(
@@ -398,7 +379,7 @@ async fn a_host_down_three_times_in_an_hour_pages_for_the_host_not_for_each_flap
         // The host (and solo) come back.
         beat_all(everyone()).await;
         app.settle().await;
-        outbox_settled(&app).await;
+        app.outbox_settled().await;
         let sent = said(&receiver.drain());
         let mut expected = vec![("host:web-1".to_string(), "host_silent".to_string(), "resolved".to_string())];
         if round < 3 {
@@ -414,7 +395,7 @@ async fn a_host_down_three_times_in_an_hour_pages_for_the_host_not_for_each_flap
         beat_all(everyone()).await;
     }
     app.settle().await;
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     assert_eq!(said(&receiver.drain()), [("solo".to_string(), "flapping".to_string(), "resolved".to_string())]);
     assert!(app.alerts("open").await.is_empty());
     let states = outbox_states(&app).await;
@@ -449,7 +430,7 @@ async fn a_member_still_silent_after_its_host_came_back_the_third_time_is_releas
         }
         app.settle().await;
     }
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     let hosts_only = said(&receiver.drain());
     assert_eq!(hosts_only.len(), 6, "three host alerts and their recoveries: {hosts_only:?}");
     assert!(hosts_only.iter().all(|(monitor, _, _)| monitor == "host:web-1"), "{hosts_only:?}");
@@ -462,7 +443,7 @@ async fn a_member_still_silent_after_its_host_came_back_the_third_time_is_releas
             beat_from(&app, slug, "web-1").await;
         }
     }
-    outbox_settled(&app).await;
+    app.outbox_settled().await;
     assert_eq!(said(&receiver.drain()), [("job-5".to_string(), "flapping".to_string(), "opened".to_string())]);
     let alerts = app.alerts("open").await;
     let flapping = alerts.iter().find(|a| a["monitor"] == "job-5" && a["cause"] == "flapping").unwrap();

@@ -20,7 +20,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{Options, Receiver, TestApp};
@@ -172,8 +171,6 @@ struct Expect {
 }
 
 // ---- playing a scenario ---------------------------------------------------------------------
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn t0() -> DateTime<Utc> {
     common::t0()
@@ -405,21 +402,7 @@ impl Player {
     /// Waits until every notification is delivered, then collects what happened.
     async fn observe(mut self) -> Observed {
         let app = self.app.take().expect("telltale is up at the end");
-        tokio::time::timeout(WAIT, async {
-            loop {
-                app.settle().await;
-                let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm_outbox WHERE state = 'pending'")
-                    .fetch_one(&app.app.read.pool)
-                    .await
-                    .unwrap();
-                if pending == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the outbox drains");
+        app.outbox_settled().await;
         let body: Value = app.get("/v1/alerts?state=all&limit=500").await.json().await.unwrap();
         let mut alerts = body["alerts"].as_array().cloned().unwrap_or_default();
         alerts.reverse(); // oldest first
