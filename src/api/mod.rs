@@ -52,7 +52,10 @@ impl Modify for BearerAuth {
         scheme.description = Some(
             "A client's API key: `tt_<id>_<secret>`. Each operation's security requirements name the scope \
              it needs (`ingest`, `read`, `admin`; `[]`: any key); alternatives are listed side by side, and \
-             `admin` stands for `ingest` and `read`. A key of another client gets 404 (or 403), never its data."
+             `admin` stands for `ingest` and `read`. A key of another client gets 404 (or 403), never its data. \
+             Every response to a key that is due for rotation, errors included, carries the header \
+             `Telltale-Key-Rotation`: `due; since=<RFC 3339>; successor=pending` until `POST /v1/keys/rotate` \
+             issues its successor, then `due; successor=issued; expires=<RFC 3339>` (when the key stops working)."
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
@@ -125,10 +128,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::bad_request("invalid_query", format!("the query string is not valid: {e}")).into()
     }))
-    .app_data(
-        web::PathConfig::default()
-            .error_handler(|e, _| ApiError::bad_request("invalid_path", format!("the path is not valid: {e}")).into()),
-    );
+    .app_data(web::PathConfig::default().error_handler(|_, req| unparsable_id(req).into()));
     service::configure(cfg);
     ingest::configure(cfg);
     monitors::configure(cfg);
@@ -138,6 +138,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     channels::configure(cfg);
     keys::configure(cfg);
     policy::configure(cfg);
+}
+
+/// A path whose id cannot be one (`/v1/alerts/not-a-uuid/acknowledge`): nothing has that id,
+/// so it is the same 404 as for an id that parses and does not exist.
+fn unparsable_id(req: &HttpRequest) -> ApiError {
+    let raw = req.match_info().get("id").or_else(|| req.match_info().iter().last().map(|(_, v)| v)).unwrap_or("");
+    let (code, what) = match req.path() {
+        p if p.starts_with("/v1/alerts/") || p.contains("/alerts/") => ("alert_not_found", "alert"),
+        p if p.starts_with("/v1/maintenance/") => ("maintenance_window_not_found", "maintenance window"),
+        p if p.starts_with("/v1/channels/") => ("channel_not_found", "channel"),
+        p if p.starts_with("/v1/keys/") => ("key_not_found", "key"),
+        _ => ("route_not_found", "resource"),
+    };
+    ApiError::not_found(code, format!("no {what} `{raw}` for this key's client: {what} ids are UUIDs"))
 }
 
 /// Unknown paths.

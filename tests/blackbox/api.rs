@@ -221,3 +221,118 @@ async fn a_second_server_on_the_same_database_is_refused() {
     let message = second.err().expect("refused").to_string();
     assert!(message.contains("another `telltale serve`"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_that_cannot_be_one_is_a_json_404_like_an_id_that_does_not_exist() {
+    let app = TestApp::spawn().await;
+    let head = app.app.store.head().await.unwrap();
+    for (method, path, code) in [
+        (reqwest::Method::POST, "/v1/alerts/not-a-uuid/acknowledge", "alert_not_found"),
+        (reqwest::Method::POST, "/v1/alerts/00000000-0000-0000-0000-000000000000/acknowledge", "alert_not_found"),
+        (reqwest::Method::DELETE, "/v1/maintenance/zzz", "maintenance_window_not_found"),
+        (reqwest::Method::DELETE, "/v1/channels/zzz", "channel_not_found"),
+        (reqwest::Method::GET, "/v1/channels/zzz/notifications", "channel_not_found"),
+        (reqwest::Method::GET, "/v1/keys/not_a-key", "key_not_found"),
+        (reqwest::Method::DELETE, "/v1/keys/zzz", "key_not_found"),
+    ] {
+        let response = app.http.request(method.clone(), app.url(path)).bearer_auth(&app.key).send().await.unwrap();
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "{path}");
+        let (status, got, message) = error_of(response).await;
+        assert_eq!((status, got.as_str()), (StatusCode::NOT_FOUND, code), "{method} {path}: {message}");
+    }
+    // Without a key it is still a 401 first: nothing is said about the path.
+    let anonymous = app.http.post(app.url("/v1/alerts/not-a-uuid/acknowledge")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.app.store.head().await.unwrap(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_the_wrong_shape_is_a_json_400_naming_the_field_and_what_it_takes() {
+    let app = TestApp::spawn().await;
+    app.create_monitor("job", "1m", "0s").await;
+    let head = app.app.store.head().await.unwrap();
+    let send = |method: reqwest::Method, path: &str, body: &str| {
+        app.http
+            .request(method, app.url(path))
+            .bearer_auth(&app.key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    use reqwest::Method as M;
+    let endpoints = [
+        (M::POST, "/v1/monitors"),
+        (M::PATCH, "/v1/monitors/job"),
+        (M::POST, "/v1/monitors/job/events"),
+        (M::POST, "/v1/monitors/job/events/batch"),
+        (M::POST, "/v1/monitors/job/heartbeat"),
+        (M::POST, "/v1/monitors/job/silence"),
+        (M::POST, "/v1/monitors/job/replay"),
+        (M::POST, "/v1/channels"),
+        (M::POST, "/v1/keys"),
+        (M::POST, "/v1/maintenance"),
+        (M::PUT, "/v1/alert-policy"),
+        (M::POST, "/v1/alerts/00000000-0000-0000-0000-000000000000/acknowledge"),
+    ];
+    // Valid JSON that is not an object: every JSON-taking endpoint says so.
+    for (method, path) in &endpoints {
+        for body in ["[]", "5", "\"text\"", "null"] {
+            let (status, code, message) = error_of(send(method.clone(), path, body).await.unwrap()).await;
+            assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"), "{method} {path} {body}");
+            assert!(message.contains("must be a JSON object"), "{method} {path} {body}: {message}");
+        }
+    }
+    // A field of the wrong type: named with its path, with what it takes, no Rust type names.
+    for (method, path, body, says) in [
+        (M::POST, "/v1/monitors", r#"{"slug": "x", "schedule": 5}"#, vec!["schedule:", "{\"every\": \"5m\"}"]),
+        (M::PATCH, "/v1/monitors/job", r#"{"schedule": 5}"#, vec!["schedule:", "{\"every\": \"5m\"}"]),
+        (
+            M::POST,
+            "/v1/monitors",
+            r#"{"slug": "x", "schedule": {"every": "1m"}, "grace": [1]}"#,
+            vec!["grace:", "\"5m\""],
+        ),
+        (
+            M::POST,
+            "/v1/monitors",
+            r#"{"slug": "x", "schedule": {"every": "1m"}, "tags": "db"}"#,
+            vec!["tags:", "array"],
+        ),
+        (
+            M::POST,
+            "/v1/monitors",
+            r#"{"slug": "x", "schedule": {"every": "1m"}, "alert_policy": {"failure_tolerance": "two"}}"#,
+            vec!["alert_policy.failure_tolerance:", "number of failed runs"],
+        ),
+        (M::POST, "/v1/monitors", r#"{"slug": 5, "schedule": {"every": "1m"}}"#, vec!["slug:", "a string"]),
+        (M::POST, "/v1/monitors", r#"{"slug": "x"}"#, vec!["missing field `schedule`"]),
+        (
+            M::POST,
+            "/v1/monitors/job/events",
+            r#"{"type": "failed", "exit_code": "three"}"#,
+            vec!["exit_code:", "an integer"],
+        ),
+        (
+            M::POST,
+            "/v1/monitors/job/events/batch",
+            r#"{"events": [{"type": "heartbeat"}, {"type": "failed", "exit_code": "x"}]}"#,
+            vec!["events[1].exit_code:", "an integer"],
+        ),
+        (M::POST, "/v1/channels", r#"{"name": "ops", "kind": "webhook", "config": {}, "tags": "db"}"#, vec!["tags:"]),
+        (M::POST, "/v1/keys", r#"{"scopes": "read"}"#, vec!["scopes:", "array"]),
+        (M::POST, "/v1/monitors/job/silence", r#"{"duration": true}"#, vec!["duration:", "\"5m\""]),
+        (M::POST, "/v1/maintenance", r#"{"reason": "x", "tags": {"a": 1}}"#, vec!["tags:", "array"]),
+        (M::PUT, "/v1/alert-policy", r#"{"missed_tolerance": "none"}"#, vec!["missed_tolerance:", "an integer"]),
+        (M::POST, "/v1/monitors/job/replay", r#"{"policy": []}"#, vec!["policy:"]),
+    ] {
+        let (status, code, message) = error_of(send(method.clone(), path, body).await.unwrap()).await;
+        assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"), "{path} {body}: {message}");
+        for text in says {
+            assert!(message.contains(text), "{path} {body}: `{text}` in {message}");
+        }
+        for rust in ["struct ", "Input", "i64", "u32", "untagged", "sequence"] {
+            assert!(!message.contains(rust), "{path} {body}: no `{rust}` in {message}");
+        }
+    }
+    assert_eq!(app.app.store.head().await.unwrap(), head, "refused requests record nothing");
+}
