@@ -750,6 +750,9 @@ pub enum MonitorStatus {
     Late,
     Down,
     Failing,
+    /// A run failed and its failure waits out the `retry_window` for a successful run: not yet
+    /// alerted, nobody paged.
+    Retrying,
     /// A run has been going for longer than `max_runtime`.
     Hung,
     /// It changed state more often than its flapping threshold allows.
@@ -766,6 +769,7 @@ impl MonitorStatus {
             MonitorStatus::Late => "late",
             MonitorStatus::Down => "down",
             MonitorStatus::Failing => "failing",
+            MonitorStatus::Retrying => "retrying",
             MonitorStatus::Hung => "hung",
             MonitorStatus::Flapping => "flapping",
             MonitorStatus::Paused => "paused",
@@ -1009,6 +1013,8 @@ impl Monitor {
             MonitorStatus::Hung
         } else if self.alerts.contains_key(&AlertCause::Failed) {
             MonitorStatus::Failing
+        } else if self.pending_failure.is_some() {
+            MonitorStatus::Retrying
         } else if self.last_signal_at.is_none() {
             MonitorStatus::New
         } else if self.too_early {

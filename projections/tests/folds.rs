@@ -198,8 +198,9 @@ fn the_alert_policy_s_transitions_have_their_own_payloads_and_keys() {
     let (_, _, body) = notifications::payload("acme", "sync", &acked, channel).unwrap();
     assert_eq!(
         (body["transition"].as_str(), body["state"].as_str(), body["acknowledged_by"].as_str()),
-        (Some("acknowledged"), Some("acknowledged"), Some("ana"))
+        (Some("acknowledged"), Some("open"), Some("ana"))
     );
+    assert!(body["acknowledged_at"].is_string(), "{body}");
     assert_eq!(body["message"], "sync: alert acknowledged by ana: on it");
 }
 

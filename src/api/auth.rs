@@ -73,14 +73,17 @@ impl RotationNotice {
         match rotation {
             Rotation::Never | Rotation::NotDue { .. } => None,
             Rotation::Due { since } => Some(RotationNotice(format!("due; since={}; successor=pending", time(since)))),
-            Rotation::Rotated { expires_at, .. } => {
-                let mut value = "due; successor=issued".to_string();
-                if let Some(at) = expires_at {
-                    value.push_str(&format!("; expires={}", time(at)));
-                }
-                Some(RotationNotice(value))
-            }
+            Rotation::Rotated { expires_at, .. } => Some(RotationNotice::issued(*expires_at)),
         }
+    }
+
+    /// The successor is issued; the calling key stops working at `expires_at`.
+    pub fn issued(expires_at: Option<DateTime<Utc>>) -> RotationNotice {
+        let mut value = "due; successor=issued".to_string();
+        if let Some(at) = expires_at {
+            value.push_str(&format!("; expires={}", at.to_rfc3339_opts(SecondsFormat::Secs, true)));
+        }
+        RotationNotice(value)
     }
 }
 

@@ -369,16 +369,35 @@ pub struct ActiveMaintenanceOut {
     pub reason: String,
 }
 
+/// What `status` of a monitor can be (more may be added).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum MonitorStatusName {
+    New,
+    Up,
+    Early,
+    Late,
+    Down,
+    Hung,
+    Retrying,
+    Failing,
+    Flapping,
+    Paused,
+}
+
 /// A monitor and its current status.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MonitorOut {
     #[schema(example = "nightly-sync")]
     pub slug: String,
     pub name: String,
-    /// `new`, `up`, `early` (the last start came sooner than `min_interval`), `late` (past the
-    /// expected time, inside grace), `down` (missed), `hung` (a run past `max_runtime`),
-    /// `failing`, `flapping` (changing state too often) or `paused`.
-    #[schema(example = "up")]
+    /// `new` (never signalled), `up`, `early` (the last start came sooner than `min_interval`),
+    /// `late` (past the expected time, inside grace), `down` (missed; an alert is open), `hung`
+    /// (a run past `max_runtime`; an alert is open), `retrying` (a run failed and the failure
+    /// waits out the `retry_window` for a successful run: nobody paged yet, see `retry_until`),
+    /// `failing` (a failure alert is open), `flapping` (changing state too often) or `paused`.
+    #[schema(value_type = MonitorStatusName, example = "up")]
     pub status: String,
     pub schedule: ScheduleOut,
     #[schema(example = "5m")]
@@ -400,6 +419,8 @@ pub struct MonitorOut {
     pub next_expected: Vec<DateTime<Utc>>,
     /// When silence becomes a miss and an alert opens.
     pub next_deadline_at: Option<DateTime<Utc>>,
+    /// While `retrying`: when the failure opens an alert unless a run succeeds first.
+    pub retry_until: Option<DateTime<Utc>>,
     /// The host of the last signal that named one.
     pub host: Option<String>,
     pub last_run: Option<LastRunOut>,
@@ -449,6 +470,7 @@ impl MonitorOut {
                 None => config.schedule.upcoming(now, 5),
             },
             next_deadline_at: deadline,
+            retry_until: state.pending_failure.as_ref().map(|p| p.since + state.policy().retry_window.to_delta()),
             host: state.host.clone(),
             last_run: state.last_run.as_ref().map(|r| LastRunOut {
                 run_id: r.run_id.clone(),

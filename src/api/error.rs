@@ -158,7 +158,13 @@ impl From<ClientError> for ApiError {
             ClientError::Conflict(m) => ApiError::conflict("conflict", m),
             ClientError::Invalid(m) => ApiError::unprocessable("invalid_value", m),
             e @ ClientError::RotationNotConfigured(_) => ApiError::conflict("rotation_not_configured", e.to_string()),
-            e @ ClientError::RotationNotDue { .. } => ApiError::conflict("rotation_not_due", e.to_string()),
+            ClientError::RotationNotDue { key_id, due_at } => ApiError::conflict(
+                "rotation_not_due",
+                format!(
+                    "key `{key_id}` is not due for rotation before {}",
+                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ),
             e @ ClientError::KeyNotValid(_) => ApiError::conflict("key_not_valid", e.to_string()),
         }
     }

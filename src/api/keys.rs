@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Json, Path, Query};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use telltale_domain::client::{RotationPolicy, Scope};
@@ -268,10 +268,15 @@ pub async fn revoke(app: Data<App>, caller: Caller, key_id: Path<String>) -> Res
 /// processes sharing a key all end on one. The calling key keeps working until the overlap
 /// ends. Any scope may rotate its own key.
 #[utoipa::path(post, path = "/v1/keys/rotate", tag = "keys", security(("bearer" = [])),
-    responses((status = 200, body = IssuedKeyOut), (status = 401, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "`rotation_not_due`, `rotation_not_configured`, or `key_not_valid` (its successor was revoked)")))]
-pub async fn rotate(app: Data<App>, caller: Caller) -> Result<Json<IssuedKeyOut>, ApiError> {
+    responses((status = 200, body = IssuedKeyOut, description = "The successor. The calling key keeps working until `predecessor_expires_at`.",
+            headers(("Telltale-Key-Rotation" = String, description = "`due; successor=issued; expires=<RFC 3339>`: the successor is issued, and when the calling key stops working"))),
+        (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`rotation_not_due` (its message says when it is due, in RFC 3339), `rotation_not_configured`, or `key_not_valid` (its successor was revoked)")))]
+pub async fn rotate(app: Data<App>, caller: Caller, req: HttpRequest) -> Result<Json<IssuedKeyOut>, ApiError> {
     let rotated = app.rotate_key(&caller.client, &caller.key_id, caller.secret.expose(), Some(caller.actor())).await?;
+    // The answer's own header says what is now true: the successor is issued (the notice taken
+    // when the request came in said `pending`).
+    req.extensions_mut().insert(super::auth::RotationNotice::issued(rotated.caller_expires_at));
     if rotated.issued_now {
         tracing::info!(client = %caller.client, key_id = %caller.key_id, successor = %rotated.key_id,
             generation = rotated.generation, "rotated a key");

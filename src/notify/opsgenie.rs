@@ -39,9 +39,16 @@ pub async fn send_opsgenie(out: &Outgoing<'_>) -> Delivery {
         Err(failed) => return failed,
     };
     let n = out.notification;
-    let (url, body) = match n.state.as_str() {
-        "resolved" | "acknowledged" => {
-            let action = if n.state == "resolved" { "close" } else { "acknowledge" };
+    // Older notifications said `"state": "acknowledged"`; an acknowledged alert is open.
+    let action = if n.is_resolution() {
+        Some("close")
+    } else if n.transition == "acknowledged" || n.state == "acknowledged" {
+        Some("acknowledge")
+    } else {
+        None
+    };
+    let (url, body) = match action {
+        Some(action) => {
             let base = match out.endpoint("api_url", "") {
                 Ok(base) => base,
                 Err(failed) => return failed,
@@ -56,7 +63,7 @@ pub async fn send_opsgenie(out: &Outgoing<'_>) -> Delivery {
             let t = render(n);
             (url.to_string(), json!({"source": "telltale", "note": cut(&format!("{}\n{}", t.what, t.since), 25_000)}))
         }
-        _ => match out.endpoint("api_url", "/v2/alerts") {
+        None => match out.endpoint("api_url", "/v2/alerts") {
             Ok(url) => (url, create(out)),
             Err(failed) => return failed,
         },

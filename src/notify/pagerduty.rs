@@ -13,9 +13,10 @@ use super::text::{cut, render};
 pub fn event(out: &Outgoing<'_>, routing_key: &str) -> Value {
     let n = out.notification;
     let dedup_key = n.alert_id.to_string();
-    let action = match n.state.as_str() {
-        "resolved" => "resolve",
-        "acknowledged" => "acknowledge",
+    let action = match (n.state.as_str(), n.transition.as_str()) {
+        ("resolved", _) => "resolve",
+        // Older notifications said `"state": "acknowledged"`; an acknowledged alert is open.
+        ("acknowledged", _) | (_, "acknowledged") => "acknowledge",
         _ => "trigger",
     };
     if action != "trigger" {

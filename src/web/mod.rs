@@ -23,6 +23,8 @@ const REFRESH_SECONDS: u32 = 5;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index));
+    cfg.route("/favicon.ico", web::get().to(favicon));
+    cfg.route("/favicon.svg", web::get().to(favicon));
     cfg.route("/monitors/{client}/{slug}", web::get().to(monitor));
     cfg.route("/monitors/{client}/{slug}/alerts/{alert_id}/acknowledge", web::post().to(acknowledge));
     cfg.route("/hosts/{client}/{host}", web::get().to(hosts::host));
@@ -57,6 +59,26 @@ fn since(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Markup {
     }
 }
 
+/// "in 25 s", "in 3 min", "in 2 h", "in 4 d" ("now" once it has passed).
+pub fn until(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (then - now).num_seconds();
+    match secs {
+        ..=0 => "now".into(),
+        1..=59 => format!("in {secs} s"),
+        60..=3599 => format!("in {} min", secs / 60),
+        3600..=86_399 => format!("in {} h", secs / 3600),
+        _ => format!("in {} d", secs / 86_400),
+    }
+}
+
+/// A time to come: the UTC time, and how long until it.
+fn when(at: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
+    html! {
+        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) { (at.format("%Y-%m-%d %H:%M:%S UTC")) }
+        " " span.muted { "(" (until(at, now)) ")" }
+    }
+}
+
 fn badge(status: &str) -> Markup {
     html! { span class={ "badge " (status) } { (status) } }
 }
@@ -73,6 +95,7 @@ a { color: #2450b2; text-decoration: none; } a:hover { text-decoration: underlin
 .badge { display: inline-block; padding: .1rem .5rem; border-radius: 99px; font-size: .8rem; font-weight: 600; }
 .up { background: #d9f5e3; color: #11663a; } .late { background: #fff1cc; color: #7a5200; }
 .down { background: #ffe0e0; color: #a31b1b; } .failing { background: #ffe8d6; color: #9a3d00; }
+.retrying { background: #fff1cc; color: #7a5200; }
 .paused, .new { background: #eceef2; color: #4b5363; } .hung { background: #f3e0ff; color: #6a1b9a; }
 .early { background: #e0efff; color: #1b4f9a; } .running { background: #e0efff; color: #1b4f9a; }
 .completed { background: #d9f5e3; color: #11663a; } .failed { background: #ffe8d6; color: #9a3d00; }
@@ -85,6 +108,25 @@ nav { margin-bottom: 1rem; } form.inline { display: inline; margin-left: .5rem; 
 label { display: inline-block; margin-right: 1rem; } input, select, button { font: inherit; }
 .key { font-family: monospace; background: #fff; padding: .5rem; border: 1px solid #ccc; word-break: break-all; }
 "#;
+
+/// The icon: a heartbeat line on a round badge. Pages name it inline (a data URI, so they
+/// cost no request); `/favicon.ico` serves it too, for browsers that ask anyway (on the JSON
+/// pages, say), so that none logs a 404.
+pub const FAVICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="15" fill="#2450b2"/><path d="M4 17h6l3-7 4 13 3-8 2 2h6" fill="none" stroke="#fff" stroke-width="2.5" stroke-linecap="round" stroke-linejoin="round"/></svg>"##;
+
+async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header(("Cache-Control", "public, max-age=86400"))
+        .body(FAVICON_SVG)
+}
+
+fn favicon_link() -> String {
+    format!(
+        "data:image/svg+xml,{}",
+        percent_encoding::utf8_percent_encode(FAVICON_SVG, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
 
 /// Keeps "… ago" current between refreshes.
 const SCRIPT: &str = r#"
@@ -123,6 +165,7 @@ pub fn page_with(title: &str, body: Markup, refresh: bool) -> HttpResponse {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 @if refresh { meta http-equiv="refresh" content=(REFRESH_SECONDS); }
                 title { (title) " · telltale" }
+                link rel="icon" type="image/svg+xml" href=(favicon_link());
                 style { (PreEscaped(STYLE)) }
             }
             body { (body) script { (PreEscaped(SCRIPT)) } }
@@ -155,6 +198,7 @@ async fn index(app: Data<App>, req: HttpRequest, SignedIn(person): SignedIn) -> 
                 span { (count(MonitorStatus::Up)) " up" }
                 span { (count(MonitorStatus::Late)) " late" }
                 span { (count(MonitorStatus::Down)) " down" }
+                span { (count(MonitorStatus::Retrying)) " retrying" }
                 span { (count(MonitorStatus::Failing)) " failing" }
                 span { (count(MonitorStatus::Hung)) " hung" }
                 span { (open_alerts) " active alerts" }
@@ -228,15 +272,31 @@ async fn monitor(
             h1 { (m.name) " " (badge(&m.status)) }
             p.sub { (client) " / " (m.slug) " · " (m.schedule.describe()) ", grace " (m.grace)
                 @if let Some(host) = &m.host { " · host " (host) } }
-            p.summary {
-                span { "Last heartbeat: " (since(m.last_signal_at, now)) }
-                span { "Next deadline: " @if let Some(d) = m.next_deadline_at { (d.to_rfc3339()) } @else { "none" } }
+            p.summary #last {
+                span { "Last signal: " (since(m.last_signal_at, now)) }
+                span #last-run { "Last run: "
+                    @if let Some(run) = &m.last_run {
+                        span class={ "badge " (run.outcome) } { (run.outcome) }
+                        @if let Some(code) = run.exit_code { " exit " (code) }
+                        @if let Some(d) = run.duration_seconds { ", took " (format_duration((d * rust_decimal::Decimal::from(1000)).trunc().try_into().unwrap_or(0))) }
+                        ", finished " (since(Some(run.finished_at), now))
+                    } @else { span.muted { "none yet" } }
+                }
                 @if let Some(max) = &m.max_runtime { span { "Max runtime: " (max) } }
                 @if m.open_runs > 0 { span { "Running: " (m.open_runs) @if m.hung_runs > 0 { " (" (m.hung_runs) " hung)" } } }
             }
+            @if let Some(until) = m.retry_until {
+                p.summary #retrying { span.badge.retrying { "retrying" }
+                    " a run failed; an alert opens " (when(until, now)) " unless a run succeeds first" }
+            }
             p.summary #expected {
-                "Next expected: "
-                @for t in &m.next_expected { span { time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M:%S UTC")) } } }
+                span { "Next expected: " @if let Some(t) = m.next_expected.first() { (when(*t, now)) } @else { "—" } }
+                span { "Alert if silent by: " @if let Some(d) = m.next_deadline_at { (when(d, now)) } @else { span.muted { "nothing expected yet" } } }
+            }
+            @if m.next_expected.len() > 1 {
+                p.summary.muted #upcoming { "Then: "
+                    @for t in m.next_expected.iter().skip(1) { span { time datetime=(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) { (t.format("%Y-%m-%d %H:%M:%S UTC")) } } }
+                }
             }
             @if let Some(s) = &m.silenced {
                 p.summary #silenced { span.badge.held { "silenced" } " until " (s.until.format("%Y-%m-%d %H:%M:%S UTC"))

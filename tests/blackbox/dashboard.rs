@@ -87,3 +87,48 @@ async fn the_dashboard_shows_every_monitor_with_status_last_heartbeat_host_and_a
         assert!(backup.contains(text), "{text}: {backup}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_an_icon_and_favicon_ico_is_served_rather_than_a_404() {
+    let app = TestApp::spawn().await;
+    let icon = app.http.get(app.url("/favicon.ico")).send().await.unwrap();
+    assert_eq!(icon.status(), reqwest::StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    assert!(icon.text().await.unwrap().starts_with("<svg"));
+    let signin = app.http.get(app.url("/signin")).send().await.unwrap().text().await.unwrap();
+    assert!(signin.contains("<link rel=\"icon\" type=\"image/svg+xml\" href=\"data:image/svg+xml,"), "{signin}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitors_page_says_its_last_run_and_when_it_is_next_expected_and_alerts() {
+    let app = TestApp::spawn().await;
+    app.create_monitor("sync", "30m", "5m").await;
+    let page = app.dashboard("/monitors/acme/sync").await;
+    assert!(page.contains("Last run: ") && page.contains("none yet"), "{page}");
+    assert!(page.contains("nothing expected yet"), "no deadline before the first signal: {page}");
+
+    app.post("/v1/monitors/sync/events", json!({"type": "started", "run_id": "r1"})).await;
+    app.advance(secs(90)).await;
+    app.post("/v1/monitors/sync/events", json!({"type": "completed", "run_id": "r1", "exit_code": 0})).await;
+    app.advance(secs(60)).await;
+    let page = app.dashboard("/monitors/acme/sync").await;
+    // Finished at 12:01:30, now 12:02:30; next expected 12:31:30, alerted at 12:36:30.
+    let last_run = page.split("id=\"last-run\"").nth(1).unwrap().split("</p>").next().unwrap().to_string();
+    for text in ["completed", "exit 0", "took 1 min 30 s", "1 min ago"] {
+        assert!(last_run.contains(text), "{text}: {last_run}");
+    }
+    let expected = page.split("id=\"expected\"").nth(1).unwrap().split("</p>").next().unwrap().to_string();
+    assert!(
+        expected.contains("Next expected: ")
+            && expected.contains("2026-03-01 12:31:30 UTC")
+            && expected.contains("(in 29 min)"),
+        "{expected}"
+    );
+    assert!(
+        expected.contains("Alert if silent by: ")
+            && expected.contains("2026-03-01 12:36:30 UTC")
+            && expected.contains("(in 34 min)"),
+        "{expected}"
+    );
+    assert!(page.contains("id=\"upcoming\"") && page.contains("2026-03-01 13:01:30 UTC"), "the times after it: {page}");
+}

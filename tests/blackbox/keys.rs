@@ -61,6 +61,10 @@ async fn a_due_key_says_so_on_every_response_and_rotates_once_per_generation() {
     let answers = futures::future::join_all((0..3).map(|_| rotate(&app, &k0))).await;
     let successors: Vec<&str> = answers.iter().map(|(_, _, a)| a["key"].as_str().unwrap()).collect();
     assert!(answers.iter().all(|(s, _, _)| *s == StatusCode::OK), "{answers:?}");
+    // Each answer's header says what is now true of the calling key: its successor is issued.
+    for (_, header, _) in &answers {
+        assert_eq!(header.as_deref(), Some("due; successor=issued; expires=2026-03-01T12:01:31Z"));
+    }
     assert!(successors.iter().all(|k| *k == successors[0]), "one successor for all");
     assert_eq!(answers.iter().filter(|(_, _, a)| a["rotated_now"] == true).count(), 1);
     let k1 = successors[0].to_string();
@@ -114,7 +118,8 @@ async fn rotate_refuses_keys_that_are_not_due_and_follows_a_line_to_its_newest_k
     let (k0, _) = create_key(&app, json!({"scopes": ["read"], "rotate_every": "1m", "overlap": "5m"})).await;
     let (status, _, refused) = rotate(&app, &k0).await;
     assert_eq!((status, refused["code"].as_str()), (StatusCode::CONFLICT, Some("rotation_not_due")));
-    assert!(refused["message"].as_str().unwrap().contains("2026-03-01 12:01:00"), "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.ends_with("not due for rotation before 2026-03-01T12:01:00Z"), "RFC 3339: {refused}");
 
     app.advance(secs(60)).await;
     let (_, _, first) = rotate(&app, &k0).await;

@@ -247,20 +247,53 @@ async fn reminders_and_escalation_reach_their_channels_until_acknowledged() {
     let form = app.http.post(app.url(&action)).header("cookie", &cookie).form(&[("csrf", &csrf)]).send().await.unwrap();
     assert_eq!(form.status(), StatusCode::SEE_OTHER);
     app.settle().await;
+    // Acknowledged at 13:01: the alert is still open, and says who took it and when,
+    // the same in its notification, the alert list, the monitor and the dashboard.
     for receiver in [&mut team, &mut pager] {
         let acked = receiver.next(WAIT).await.expect("acknowledged");
         assert_eq!(
             (acked.body["transition"].as_str(), acked.body["state"].as_str()),
-            (Some("acknowledged"), Some("acknowledged"))
+            (Some("acknowledged"), Some("open"))
         );
         assert_eq!(acked.body["acknowledged_by"], "ana");
+        assert_eq!(acked.body["acknowledged_at"], "2026-03-01T13:01:00.000000Z");
+        assert_eq!(acked.header("X-Telltale-Event"), Some("alert.acknowledged"));
     }
+    let alert = &app.alerts("open").await[0];
+    assert_eq!(
+        (alert["state"].as_str(), alert["acknowledged_at"].as_str()),
+        (Some("open"), Some("2026-03-01T13:01:00Z"))
+    );
+    let embedded = &monitor(&app, "billing").await["alerts"][0];
+    assert_eq!(
+        (embedded["acknowledged_at"].as_str(), embedded["acknowledged_by"].as_str()),
+        (Some("2026-03-01T13:01:00Z"), Some("ana"))
+    );
+    let page = app.dashboard("/monitors/acme/billing").await;
+    assert!(
+        page.contains("acknowledged") && page.contains(" by ana") && !page.contains("Acknowledge</button>"),
+        "{page}"
+    );
     app.advance(secs(5 * 3600)).await;
     app.settle().await;
     assert!(team.next(Duration::from_millis(300)).await.is_none(), "no reminder after the acknowledgement");
     let alert = &app.alerts("open").await[0];
     assert_eq!((alert["reminders"].as_i64(), alert["acknowledged_by"].as_str()), (Some(1), Some("ana")));
     assert!(alert["escalated_at"].is_string());
+
+    // The resolution after it still says it was taken, and by whom.
+    app.beat("billing").await;
+    for receiver in [&mut team, &mut pager] {
+        let resolved = receiver.next(WAIT).await.expect("resolved");
+        assert_eq!(
+            (resolved.body["transition"].as_str(), resolved.body["state"].as_str()),
+            (Some("resolved"), Some("resolved"))
+        );
+        assert_eq!(resolved.body["acknowledged_at"], "2026-03-01T13:01:00.000000Z");
+        assert_eq!(resolved.body["acknowledged_by"], "ana");
+    }
+    let alert = &app.alerts("resolved").await[0];
+    assert_eq!((alert["state"].as_str(), alert["acknowledged_by"].as_str()), (Some("resolved"), Some("ana")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,6 +307,10 @@ async fn acknowledging_through_the_api_names_who_and_why_and_refuses_what_it_can
     assert_eq!(acked.status(), StatusCode::OK);
     let body: Value = acked.json().await.unwrap();
     assert_eq!((body["acknowledged_by"].as_str(), body["acknowledgement_note"].as_str()), (Some("ana"), Some("on it")));
+    assert_eq!(
+        (body["state"].as_str(), body["acknowledged_at"].as_str()),
+        (Some("open"), Some("2026-03-01T12:01:01Z"))
+    );
     // Again: nothing new.
     let before = app.log().await.len();
     assert_eq!(app.post(&format!("/v1/alerts/{id}/acknowledge"), json!({})).await.status(), StatusCode::OK);
@@ -336,4 +373,43 @@ async fn replay_answers_what_another_alert_policy_would_have_paged() {
     assert_eq!(strict["replayed_alerts"], 2, "{strict}");
     let bad = app.post("/v1/monitors/nightly/replay", json!({"policy": {"retry_windw": "0s"}})).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_inside_its_retry_window_shows_retrying_until_it_pages_or_a_retry_fixes_it() {
+    let app = TestApp::spawn().await;
+    let mut receiver = Receiver::start().await;
+    app.add_webhook("ops", &receiver.url).await;
+    for slug in ["flaky", "broken"] {
+        app.create_monitor_with_policy(slug, "1h", "10m", json!({"retry_window": "10m"})).await;
+        app.beat(slug).await;
+        let failed = app.post(&format!("/v1/monitors/{slug}/events"), json!({"type": "failed", "exit_code": 1})).await;
+        assert_eq!(failed.status(), StatusCode::OK);
+    }
+    // Failed at 12:00, not yet confirmed: `retrying`, with when it pages, everywhere.
+    for slug in ["flaky", "broken"] {
+        let m = monitor(&app, slug).await;
+        assert_eq!((m["status"].as_str(), m["retry_until"].as_str()), (Some("retrying"), Some("2026-03-01T12:10:00Z")));
+        assert_eq!(m["alerts"], json!([]));
+    }
+    let list: Value = app.get("/v1/monitors").await.json().await.unwrap();
+    assert!(list["monitors"].as_array().unwrap().iter().all(|m| m["status"] == "retrying"), "{list}");
+    let index = app.dashboard("/").await;
+    assert!(index.contains("data-status=\"retrying\"") && index.contains("2 retrying"), "{index}");
+    let page = app.dashboard("/monitors/acme/flaky").await;
+    assert!(page.contains("id=\"retrying\"") && page.contains("2026-03-01 12:10:00 UTC"), "{page}");
+    assert!(receiver.next(Duration::from_millis(300)).await.is_none(), "nobody is paged while it retries");
+
+    // A retry fixes one in time: `up`, nobody paged. The other's window runs out: `failing`.
+    app.advance(secs(5 * 60)).await;
+    let retry = app.post("/v1/monitors/flaky/events", json!({"type": "completed", "exit_code": 0})).await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    let m = monitor(&app, "flaky").await;
+    assert_eq!((m["status"].as_str(), m["retry_until"].as_str()), (Some("up"), None));
+    app.advance(secs(5 * 60)).await;
+    let m = monitor(&app, "broken").await;
+    assert_eq!((m["status"].as_str(), m["retry_until"].as_str()), (Some("failing"), None));
+    let opened = receiver.next(WAIT).await.expect("the confirmed failure pages");
+    assert_eq!((opened.body["monitor"].as_str(), opened.body["transition"].as_str()), (Some("broken"), Some("opened")));
+    assert!(!app.dashboard("/monitors/acme/broken").await.contains("id=\"retrying\""));
 }

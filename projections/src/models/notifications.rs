@@ -67,11 +67,8 @@ pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid)
         }
         _ => return None,
     };
-    let state = match transition {
-        Transition::Resolved => "resolved",
-        Transition::Acknowledged => "acknowledged",
-        _ => "open",
-    };
+    // An acknowledged alert is still open: `acknowledged_at` says it was taken.
+    let state = if transition == Transition::Resolved { "resolved" } else { "open" };
     let mut body = json!({
         "notification_id": notification_id(alert_id, transition, channel_id),
         "transition": transition.as_str(),
@@ -89,10 +86,14 @@ pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid)
         MonitorEvent::AlertReminded(e) => body["reminder"] = e.reminder.into(),
         MonitorEvent::AlertEscalated(e) => body["escalated_to"] = json!(e.channels),
         MonitorEvent::AlertAcknowledged(e) => {
+            body["acknowledged_at"] = json!(fmt_time(e.at));
             body["acknowledged_by"] = json!(e.by);
             body["note"] = json!(e.note);
         }
-        _ => {}
+        _ => {
+            body["acknowledged_at"] = Value::Null;
+            body["acknowledged_by"] = Value::Null;
+        }
     }
     Some((transition, alert_id, body))
 }
@@ -322,6 +323,26 @@ async fn route(
         }
     }
     Ok(out)
+}
+
+/// When `alert_id` was acknowledged, and by whom, as its acknowledgement's notification said
+/// (`None` when it was not, or no channel was told of it).
+async fn acknowledgement(conn: &mut AnyConnection, alert_id: Uuid) -> Result<Option<(Value, Value)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT payload, created_at FROM rm_outbox WHERE alert_id = $1 AND transition = 'acknowledged'
+         ORDER BY position LIMIT 1",
+    )
+    .bind(alert_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let body: Value = serde_json::from_str(&row.try_get::<String, _>("payload")?).unwrap_or(Value::Null);
+    // An acknowledgement queued before its body carried the time: the row's (the event's) time.
+    let at = match body.get("acknowledged_at").filter(|v| !v.is_null()) {
+        Some(at) => at.clone(),
+        None => json!(row.try_get::<String, _>("created_at")?),
+    };
+    Ok(Some((at, body.get("acknowledged_by").cloned().unwrap_or(Value::Null))))
 }
 
 /// Whether a host alert inhibited `alert_id`: `Some(released)`, or `None` when none did.
@@ -692,11 +713,20 @@ impl Projection for NotificationsProjection {
                     // Inhibited already (its host alert was decided first): recorded, not sent.
                     let held_back = !resolution && inhibited(conn, alert_id).await? == Some(false);
                     let state = if held_back { "inhibited" } else { "pending" };
+                    // A transition after an acknowledgement (its resolution) says it was taken.
+                    let acked = match transition {
+                        Transition::Acknowledged => None,
+                        _ => acknowledgement(conn, alert_id).await?,
+                    };
                     for channel_id in route(conn, client, alert_id, &facts, Route::of(event)).await? {
                         let Some((_, _, mut body)) = payload(client, slug, event, channel_id) else { continue };
                         enrich(&mut body, &facts);
                         if let Some(obj) = body.as_object_mut() {
                             obj.insert("host".into(), json!(host));
+                            if let Some((at, by)) = &acked {
+                                obj.insert("acknowledged_at".into(), at.clone());
+                                obj.insert("acknowledged_by".into(), by.clone());
+                            }
                         }
                         let id = notification_id(alert_id, transition, channel_id);
                         enqueue(
