@@ -103,7 +103,7 @@ a { color: #2450b2; text-decoration: none; } a:hover { text-decoration: underlin
 .held { background: #eceef2; color: #4b5363; } form.inline { display: inline; margin: 0; }
 button { font: inherit; font-size: .8rem; padding: .15rem .6rem; border: 1px solid #c7ccd6; border-radius: 6px; background: #fff; cursor: pointer; }
 .alert { color: #a31b1b; font-weight: 600; } .muted { color: #8a93a3; }
-.summary span { margin-right: 1rem; } pre { white-space: pre-wrap; margin: 0; font-size: .8rem; }
+.summary > span { margin-right: 1rem; } pre { white-space: pre-wrap; margin: 0; font-size: .8rem; }
 nav { margin-bottom: 1rem; } form.inline { display: inline; margin-left: .5rem; }
 label { display: inline-block; margin-right: 1rem; } input, select, button { font: inherit; }
 .key { font-family: monospace; background: #fff; padding: .5rem; border: 1px solid #ccc; word-break: break-all; }
@@ -340,7 +340,7 @@ async fn monitor(
                     tbody { @for r in &run_rows { tr data-status=(r.status) {
                         td { code { (r.run_id) } }
                         td { (badge(&r.status)) }
-                        td { (since(r.started_at, now)) }
+                        td { @if r.started_at.is_some() { (since(r.started_at, now)) } @else { span.muted { "unknown" } } }
                         td { @if let Some(ms) = r.duration_ms { (format_duration(ms)) } @else { span.muted { "—" } } }
                         td { @if let Some(code) = r.exit_code { (code) } }
                         td { (r.host.as_deref().unwrap_or("")) }

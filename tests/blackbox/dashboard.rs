@@ -131,4 +131,10 @@ async fn a_monitors_page_says_its_last_run_and_when_it_is_next_expected_and_aler
         "{expected}"
     );
     assert!(page.contains("id=\"upcoming\"") && page.contains("2026-03-01 13:01:30 UTC"), "the times after it: {page}");
+
+    // A finish without a start: its start is unknown, not "never".
+    app.post("/v1/monitors/sync/events", json!({"type": "failed", "run_id": "r2", "exit_code": 2})).await;
+    let page = app.dashboard("/monitors/acme/sync").await;
+    let row = page.split("<code>r2</code>").nth(1).unwrap().split("</tr>").next().unwrap().to_string();
+    assert!(row.contains("unknown") && !row.contains("never"), "{row}");
 }
