@@ -207,7 +207,12 @@ enum ProjectionsCommand {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TELLTALE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,actix_server=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colour only for a person at a terminal; a log file or journald gets plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 fn load_config(global: &Global) -> anyhow::Result<Config> {
@@ -219,6 +224,24 @@ fn load_config(global: &Global) -> anyhow::Result<Config> {
             public_url: global.public_url.clone(),
         },
     )
+}
+
+/// Opens the database for a command-line tool. Only a command that registers something (a
+/// client, a person, a key with --create-client) may create it: any other pointed at a mistyped
+/// path would otherwise read or write a new, empty log that no server uses.
+async fn open_cli(global: &Global, creates: bool) -> anyhow::Result<Arc<App>> {
+    let config = load_config(global)?;
+    if !creates
+        && let Some(path) = telltale::store::sqlite::file_path(&config.database_url)
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "no telltale database at {}: start the server there once (`telltale serve`, or `make run`), \
+             or pass the right --database-url",
+            path.display()
+        );
+    }
+    App::open(config, Arc::new(SystemClock), Role::Cli).await
 }
 
 fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
@@ -234,7 +257,18 @@ fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
 }
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    // One line, `error: …` with its causes, as a command-line tool says it (never a backtrace).
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The client side (src/agent) exits with its own code, without the server's logging.
     let config = cli.global.config.clone();
@@ -252,7 +286,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(_) | Command::Ping(_) | Command::Spool { .. } => unreachable!("handled above"),
         Command::Serve { no_bootstrap } => serve(load_config(&cli.global)?, no_bootstrap).await,
         Command::Clients { command } => {
-            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            let creates = matches!(command, ClientsCommand::Create { .. });
+            let app = open_cli(&cli.global, creates).await?;
             match command {
                 ClientsCommand::Create { name } => {
                     app.register_client(&name).await?;
@@ -267,39 +302,54 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command: KeysCommand::List { client } } => {
-            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            let app = open_cli(&cli.global, false).await?;
             let now = chrono::Utc::now();
+            if !app.client_exists(&client).await? {
+                anyhow::bail!("no client `{client}`; `telltale clients list` shows the registered ones");
+            }
             let keys = telltale_projections::models::clients::list_keys(&app.read.pool, Some(&client)).await?;
             println!(
-                "{:<16}  {:<9}  {:<22}  {:>3}  {:<20}  {:<20}  label",
-                "id", "status", "scopes", "gen", "created", "expires"
+                "{:<16}  {:<9}  {:<22}  {:>3}  {:<20}  {:<20}  {:<10}  {:<20}  label",
+                "id", "status", "scopes", "gen", "created", "expires", "rotates", "rotation due"
             );
             for key in keys {
                 let out = telltale::api::keys::KeyOut::of(key, now);
                 let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
                     t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
                 };
+                let rotates = match (&out.rotate_every, &out.overlap) {
+                    (Some(every), Some(overlap)) => format!("{every}/{overlap}"),
+                    (Some(every), None) => every.clone(),
+                    _ => "-".into(),
+                };
                 println!(
-                    "{:<16}  {:<9}  {:<22}  {:>3}  {:<20}  {:<20}  {}",
+                    "{:<16}  {:<9}  {:<22}  {:>3}  {:<20}  {:<20}  {:<10}  {:<20}  {}",
                     out.id,
                     out.status,
                     out.scopes.join(","),
                     out.generation,
                     time(Some(out.created_at)),
                     time(out.expires_at),
+                    rotates,
+                    time(out.due_at),
                     out.label.unwrap_or_default()
                 );
             }
             Ok(())
         }
         Command::Keys { command: KeysCommand::Revoke { key_id, client } } => {
-            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
-            app.revoke_key(&client, &key_id, Some("cli".into())).await?;
+            let app = open_cli(&cli.global, false).await?;
+            if !app.client_exists(&client).await? {
+                anyhow::bail!("no client `{client}`; `telltale clients list` shows the registered ones");
+            }
+            app.revoke_key(&client, &key_id, Some("cli".into())).await.with_context(|| {
+                format!("cannot revoke `{key_id}`: `telltale keys list --client {client}` shows its keys")
+            })?;
             println!("revoked key {key_id} of client {client}");
             Ok(())
         }
         Command::Audit { command: AuditCommand::Keys { client, at, key_id, json } } => {
-            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            let app = open_cli(&cli.global, false).await?;
             if !app.client_exists(&client).await? {
                 anyhow::bail!("no client `{client}`");
             }
@@ -314,8 +364,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users { command } => {
-            let config = load_config(&cli.global)?;
-            let app = App::open(config, Arc::new(SystemClock), Role::Cli).await?;
+            let app = open_cli(&cli.global, matches!(command, UsersCommand::Add { .. })).await?;
             users_command(&app, command).await
         }
         Command::Keys {
@@ -337,7 +386,7 @@ async fn main() -> anyhow::Result<()> {
                 .as_deref()
                 .map(|v| span("expires-in", v).map(|s| chrono::Utc::now() + s.to_delta()))
                 .transpose()?;
-            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            let app = open_cli(&cli.global, create_client).await?;
             if !app.client_exists(&client).await? {
                 if create_client {
                     app.register_client(&client).await?;
@@ -368,7 +417,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections { command: ProjectionsCommand::Rebuild } => {
-            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            let app = open_cli(&cli.global, false).await?;
             let tty = std::io::stderr().is_terminal();
             let started = std::time::Instant::now();
             app.projector
@@ -389,7 +438,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => load_policy(&path)?,
                 None => Default::default(),
             };
-            let app = App::open(load_config(&cli.global)?, Arc::new(SystemClock), Role::Cli).await?;
+            let app = open_cli(&cli.global, false).await?;
             let tty = std::io::stderr().is_terminal();
             let query = telltale::replay::ReplayQuery { client, slug: monitor.clone(), from, to, policy };
             let report = telltale::replay::replay(app.store.as_ref(), query, chrono::Utc::now(), |done, total| {

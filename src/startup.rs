@@ -123,6 +123,7 @@ impl Application {
             tracing::warn!(error = %e, "could not record the stop");
         }
         served?;
+        tracing::info!("stopped cleanly: due deadlines acted on and the stop recorded");
         Ok(())
     }
 }

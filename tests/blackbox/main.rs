@@ -7,6 +7,7 @@ mod smtp;
 mod agent;
 mod api;
 mod channels;
+mod cli;
 mod concurrency;
 mod dashboard;
 mod detection;

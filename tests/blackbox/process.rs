@@ -292,7 +292,7 @@ async fn a_fresh_server_prints_a_key_and_a_one_time_sign_in_link_for_the_first_o
     while !banner.contains("Stop with Ctrl-C.") {
         assert!(stdout.read_line(&mut banner).unwrap() > 0, "the banner ends: {banner}");
     }
-    let _server = Server { child, base: String::new(), port: 0 };
+    let mut server = Server { child, base: String::new(), port: 0 };
     assert!(banner.lines().next().unwrap().starts_with("telltale is running on http://127.0.0.1:"), "{banner}");
     let key = banner.lines().find_map(|l| l.trim().strip_prefix("export TELLTALE_KEY=")).unwrap().to_string();
     assert!(banner.contains("curl -X POST"), "{banner}");
@@ -334,6 +334,13 @@ async fn a_fresh_server_prints_a_key_and_a_one_time_sign_in_link_for_the_first_o
     for secret in [&key[20..], &token[19..]] {
         assert!(!log.contains(secret), "a secret reached the server's log: {log}");
     }
+
+    // Stopped as a service manager stops it: it says it stopped cleanly, and a log that is a
+    // file, not a terminal, carries no colour codes.
+    server.signal("-TERM");
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(log.lines().last().unwrap_or("").contains("stopped cleanly"), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in a log file: {log}");
 }
 
 /// The CLI: a rotating key, its list, its revocation and the audit replayed from the log.
@@ -387,4 +394,46 @@ fn the_cli_creates_lists_revokes_and_audits_keys() {
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["keys"][0]["id"], id);
     assert!(!json.to_string().contains(&key[20..]), "never a secret");
+}
+
+/// A key revoked from the command line while a server runs: the server caches a key's record
+/// for at most 5 s, so within that the key is refused (`401`), with nothing else changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_the_cli_stops_working_on_the_running_server_within_its_cache_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0);
+    let key = cli_key(dir.path(), "acme");
+    let admin = cli_key(dir.path(), "acme");
+    let http = http_client();
+    let beat = async || {
+        let url = format!("{}/v1/monitors/nightly/heartbeat", server.base);
+        http.post(url).bearer_auth(&key).send().await.unwrap().status().as_u16()
+    };
+    let created = http
+        .post(format!("{}/v1/monitors", server.base))
+        .bearer_auth(&admin)
+        .json(&json!({"slug": "nightly", "schedule": {"every": "1h"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    assert_eq!(beat().await, 200, "the key works, and its record is now cached");
+
+    let out = Command::new(BIN)
+        .args(["keys", "revoke", &key[3..19], "--client", "acme"])
+        .env("TELLTALE_DATABASE_URL", db_url(dir.path()))
+        .env("TELLTALE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The documented bound is 5 s; the wait allows for a slow machine.
+    wait_for("the revoked key to be refused", Duration::from_secs(15), async || beat().await == 401).await;
+    let history: Value =
+        json_of(&http, &format!("{}/v1/monitors/nightly/events?type=HeartbeatReceived", server.base), &admin).await;
+    let accepted = history["events"].as_array().unwrap().len();
+    assert!(accepted >= 1, "{history}");
+    assert_eq!(beat().await, 401);
+    let again: Value =
+        json_of(&http, &format!("{}/v1/monitors/nightly/events?type=HeartbeatReceived", server.base), &admin).await;
+    assert_eq!(again["events"].as_array().unwrap().len(), accepted, "a refused beat records nothing");
 }
