@@ -286,6 +286,38 @@ async fn a_host_outage_across_a_restart_releases_the_laggards_and_replays_identi
         report["rows"].as_array().unwrap().iter().map(|r| r["recorded"]["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "MonitorAlertReleased").count(), 2, "{kinds:?}");
     assert_eq!(app.post("/v1/hosts/nowhere/replay", json!({})).await.status().as_u16(), 404);
+
+    // `telltale replay --host` (and `--monitor`) on the same log, while the server runs, answer
+    // what the API answers.
+    let to = report["to"].as_str().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_telltale"))
+            .args(args)
+            .args(["--client", "acme", "--to", &to])
+            .env("TELLTALE_DATABASE_URL", format!("sqlite://{}/telltale.db", app.dir.path().display()))
+            .env("TELLTALE_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, json, err) = cli(&["replay", "--host", "web-1", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let from_cli: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(from_cli, report, "the CLI's host replay is the API's");
+    let (code, table, _) = cli(&["replay", "--host", "web-1"]);
+    assert_eq!(code, Some(0));
+    assert!(table.contains("HostAlertOpened") && table.trim_end().ends_with("identical"), "{table}");
+    let (code, table, err) = cli(&["replay", "--monitor", "job-4"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(table.contains("AlertOpened") && table.trim_end().ends_with("identical"), "{table}");
+    let (code, _, err) = cli(&["replay", "--host", "nowhere"]);
+    assert_eq!((code, err.trim()), (Some(1), "error: no host `nowhere`"));
+    let (code, _, err) = cli(&["replay", "--host", "web-1", "--monitor", "job-4"]);
+    assert_eq!(code, Some(2), "one or the other: {err}");
 }
 
 /// (monitor, cause, transition) of each notification, sorted (different alerts may go out in
