@@ -5,7 +5,10 @@
 //!   when `public_url` is https); the server keeps only its hash (table `sessions`).
 //! - CSRF: every request that is not GET/HEAD/OPTIONS and not under `/v1/` (the API takes bearer
 //!   keys, never cookies) must carry the `tt_csrf` cookie's value in a `csrf` form field or an
-//!   `X-CSRF-Token` header (double submit; the cookie is SameSite=Strict). [`csrf_guard`] checks
+//!   `X-CSRF-Token` header (double submit; the cookie is SameSite=Strict). Once signed in, the
+//!   token is bound to the session (`<nonce>.<HMAC-SHA256 keyed by the session token>`, issued
+//!   at sign-in): whoever can plant a cookie (a sibling subdomain, a network on plain HTTP)
+//!   cannot make a token for someone else's session, whose cookie is HttpOnly. [`csrf_guard`] checks
 //!   it for every such request, so a form added later is covered without work: [`csrf_field`]
 //!   puts the token in a form, and the page script fills it into any POST form that lacks it.
 //! - Sign-in: per address, `limits.signin_attempts_per_minute` (429 with a clear message); per
@@ -40,6 +43,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/signout", web::post().to(signout));
     cfg.route("/welcome", web::get().to(welcome_page));
     cfg.route("/welcome", web::post().to(welcome));
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn csrf_mac(session: &str, nonce: &str) -> HmacSha256 {
+    use hmac::Mac;
+    let mut mac = HmacSha256::new_from_slice(session.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"telltale csrf ");
+    mac.update(nonce.as_bytes());
+    mac
+}
+
+/// A new CSRF token bound to `session`.
+fn bound_token(session: &str) -> String {
+    use hmac::Mac;
+    let nonce = random_hex(16);
+    let tag = hex::encode(csrf_mac(session, &nonce).finalize().into_bytes());
+    format!("{nonce}.{tag}")
+}
+
+/// Whether `token` was made for `session` (compared in constant time).
+fn bound_to(token: &str, session: &str) -> bool {
+    use hmac::Mac;
+    let Some((nonce, tag)) = token.split_once('.') else { return false };
+    let Ok(tag) = hex::decode(tag) else { return false };
+    csrf_mac(session, nonce).verify_slice(&tag).is_ok()
+}
+
+fn csrf_cookie(app: &App, token: String) -> Cookie<'static> {
+    Cookie::build(CSRF_COOKIE, token).path("/").same_site(SameSite::Strict).secure(secure(app)).finish()
 }
 
 /// The CSRF token of this request (set by [`csrf_guard`] when the browser had none yet).
@@ -84,21 +117,30 @@ pub async fn csrf_guard(
         return next.call(req).await;
     }
     let cookie = req.cookie(CSRF_COOKIE).map(|c| c.value().to_string()).filter(|v| v.len() >= 32);
+    let session = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()).filter(|v| !v.is_empty());
     if safe {
-        let fresh = cookie.is_none().then(|| random_hex(32));
+        // A browser with none gets a token; one with a session gets a token bound to it.
+        let stale = match (&cookie, &session) {
+            (None, _) => true,
+            (Some(token), Some(session)) => !bound_to(token, session),
+            (Some(_), None) => false,
+        };
+        let fresh = stale.then(|| match &session {
+            Some(session) => bound_token(session),
+            None => random_hex(32),
+        });
         if let Some(token) = &fresh {
             req.extensions_mut().insert(CsrfToken(token.clone()));
         }
-        let secure = req.app_data::<Data<App>>().is_some_and(|app| secure(app));
+        let app = req.app_data::<Data<App>>().cloned();
         let mut response = next.call(req).await?;
         let html = response
             .headers()
             .get(actix_web::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/html"));
-        if let Some(token) = fresh.filter(|_| html) {
-            let cookie =
-                Cookie::build(CSRF_COOKIE, token).path("/").same_site(SameSite::Strict).secure(secure).finish();
+        if let (Some(token), Some(app)) = (fresh.filter(|_| html), app) {
+            let cookie = csrf_cookie(&app, token);
             if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
                 response.headers_mut().append(actix_web::http::header::SET_COOKIE, value);
             }
@@ -125,7 +167,10 @@ pub async fn csrf_guard(
         }
     };
     let matches = match (&cookie, &provided) {
-        (Some(cookie), Some(provided)) => bool::from(cookie.as_bytes().ct_eq(provided.as_bytes())),
+        (Some(cookie), Some(provided)) => {
+            bool::from(cookie.as_bytes().ct_eq(provided.as_bytes()))
+                && session.as_deref().is_none_or(|session| bound_to(provided, session))
+        }
         _ => false,
     };
     if !matches {
@@ -263,6 +308,7 @@ async fn signin(
             tracing::info!(user = %person.name, "signed in");
             Ok(HttpResponse::SeeOther()
                 .cookie(session_cookie(&app, token.expose()))
+                .cookie(csrf_cookie(&app, bound_token(token.expose())))
                 .insert_header((LOCATION, next))
                 .finish())
         }
@@ -368,6 +414,7 @@ async fn welcome(
             tracing::info!(user = %name, "set a password with a sign-in link");
             Ok(HttpResponse::SeeOther()
                 .cookie(session_cookie(&app, token.expose()))
+                .cookie(csrf_cookie(&app, bound_token(token.expose())))
                 .insert_header((LOCATION, "/"))
                 .finish())
         }

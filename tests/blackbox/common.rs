@@ -283,6 +283,7 @@ impl TestApp {
             .unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{name} signs in");
         let session = cookie_of(&response, "tt_session").expect("a session cookie");
+        let csrf = cookie_of(&response, "tt_csrf").expect("signing in issues a CSRF token bound to the session");
         (format!("tt_session={session}; tt_csrf={csrf}"), csrf)
     }
 

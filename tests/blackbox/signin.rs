@@ -88,10 +88,37 @@ async fn every_form_needs_its_csrf_token() {
         assert!(cookie_of(&response, "tt_session").is_none());
     }
     let (cookie, token) = app.sign_in("ann", PASSWORD).await;
+    assert_ne!(token, csrf, "signing in issues a new token");
     let keys_before = app.log_types("client:acme").await.len();
     let forged = form(&app, "/keys", &cookie, &[("client", "acme"), ("scope", "admin")]).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.text().await.unwrap().contains("CSRF"));
+    // A token bound to the session: one planted in the browser (cookie and field agreeing, as a
+    // sibling subdomain could set them) or one made for another person's session is refused.
+    let session = cookie.split("; ").next().unwrap();
+    app.user("bob", Some("acme"), Role::Admin, PASSWORD).await;
+    let (_, bobs) = app.sign_in("bob", PASSWORD).await;
+    for planted in [csrf.clone(), "a".repeat(64), bobs] {
+        let cookie = format!("{session}; tt_csrf={planted}");
+        let response =
+            form(&app, "/keys", &cookie, &[("client", "acme"), ("scope", "admin"), ("csrf", &planted)]).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{planted}");
+    }
+    assert_eq!(app.log_types("client:acme").await.len(), keys_before, "a forged or planted form issues no key");
+    // A page loaded with such a cookie replaces it with one bound to the session, and that works.
+    let page =
+        app.http.get(app.url("/keys")).header("cookie", format!("{session}; tt_csrf={csrf}")).send().await.unwrap();
+    let renewed = cookie_of(&page, "tt_csrf").expect("a token bound to this session");
+    assert_ne!(renewed, csrf);
+    assert!(page.text().await.unwrap().contains(&renewed), "the page's forms carry it");
+    let cookie_renewed = format!("{session}; tt_csrf={renewed}");
+    let fields = [("client", "acme"), ("scope", "read"), ("label", "renewed"), ("csrf", renewed.as_str())];
+    let response = form(&app, "/keys", &cookie_renewed, &fields).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    let start = text.find("tt_").unwrap();
+    app.secrets.remember(&text[start..start + 84]);
+    let keys_before = app.log_types("client:acme").await.len();
     assert_eq!(app.log_types("client:acme").await.len(), keys_before, "a forged form issues no key");
     // Any POST outside the API is checked, also on paths no form posts to yet.
     let unknown = form(&app, "/alerts/123/acknowledge", &cookie, &[]).await;
