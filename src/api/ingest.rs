@@ -43,7 +43,9 @@ pub struct EventInput {
     pub kind: Option<String>,
     /// Pairs the events of one run. Issued by the server on `started` when absent.
     pub run_id: Option<String>,
-    /// The process's exit code; any non-zero code makes `completed` a failure.
+    /// The process's exit code; any non-zero code makes `completed` a failure. A code from
+    /// 2147483648 to 4294967295 (a Windows DWORD such as 3221225477) is kept as the i32 with the
+    /// same bits (-1073741819).
     pub exit_code: Option<i64>,
     pub message: Option<String>,
     /// A JSON object, at most 16 KiB.
@@ -114,13 +116,7 @@ fn prepare(input: EventInput, default_kind: SignalKind, lossy: bool) -> Result<P
             )
         })?,
     };
-    let exit_code = input
-        .exit_code
-        .map(|c| {
-            i32::try_from(c)
-                .map_err(|_| ApiError::unprocessable("invalid_value", format!("exit_code {c} is not a 32-bit integer")))
-        })
-        .transpose()?;
+    let exit_code = input.exit_code.map(exit_code).transpose()?;
     let sent_at = input
         .sent_at
         .as_deref()
@@ -347,4 +343,20 @@ pub async fn batch(
         results.push(record(&app, &caller, &slug, p).await?);
     }
     Ok(Json(BatchAck { results }))
+}
+
+/// A run's exit code as an i32. A Windows exit code is an unsigned 32-bit DWORD (an access
+/// violation is 3221225477, 0xC0000005) that Windows tools also print as the i32 with the same
+/// bits (-1073741819): such a code is taken as that i32, rather than refused, so the failure it
+/// reports is never lost (edge case C50). Beyond 32 bits it is refused.
+fn exit_code(code: i64) -> Result<i32, ApiError> {
+    if let Ok(code) = i32::try_from(code) {
+        return Ok(code);
+    }
+    u32::try_from(code).map(|dword| dword as i32).map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_value",
+            format!("exit_code {code} is not a 32-bit integer (from -2147483648 to 4294967295)"),
+        )
+    })
 }

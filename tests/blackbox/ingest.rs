@@ -95,6 +95,26 @@ async fn a_run_is_started_and_finished_with_its_duration_and_exit_code() {
         assert_eq!(ack["monitor"]["last_run"]["exit_code"], code);
         assert_eq!(ack["monitor"]["status"], "failing");
     }
+    // A Windows exit code (an unsigned DWORD, here an access violation) is a failure too, kept
+    // as the i32 Windows tools print for it (C50: the failure is never lost to a 4xx).
+    let ack: Value = app
+        .post("/v1/monitors/backup/events", json!({"type": "completed", "exit_code": 3_221_225_477u32}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ack["type"], "RunFailed");
+    assert_eq!(ack["monitor"]["last_run"]["exit_code"], -1_073_741_819);
+    // Beyond 32 bits: refused with a reason, and nothing recorded.
+    let before = app.log_types("monitor:acme:backup").await.len();
+    for code in [json!(4_294_967_296u64), json!(-2_147_483_649i64)] {
+        let refused = app.post("/v1/monitors/backup/events", json!({"type": "completed", "exit_code": code})).await;
+        assert_eq!(refused.status().as_u16(), 422);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_value");
+        assert!(body["message"].as_str().unwrap().contains("not a 32-bit integer"), "{body}");
+    }
+    assert_eq!(app.log_types("monitor:acme:backup").await.len(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
