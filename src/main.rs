@@ -199,6 +199,8 @@ enum UsersCommand {
     Link { name: String },
     /// Lists the people who may sign in.
     List,
+    /// Removes a person; their sessions end at once.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -559,6 +561,10 @@ async fn users_command(app: &App, command: UsersCommand) -> anyhow::Result<()> {
             let link = app.issue_sign_in_link(&name, "cli").await?;
             eprintln!("a one-time sign-in link for {name} (valid 24 h; it sets a new password):");
             println!("{base}/welcome?token={}", link.expose());
+        }
+        UsersCommand::Remove { name } => {
+            app.remove_user(&name, "cli").await?;
+            println!("removed {name}");
         }
         UsersCommand::List => {
             let directory = app.directory().await?;

@@ -110,6 +110,13 @@ impl App {
         Ok(())
     }
 
+    /// Removes a person: their sessions end at once (a session is only as good as its person).
+    pub async fn remove_user(&self, name: &str, by: &str) -> UserResult<()> {
+        let command = UserCommand::Remove { name: name.to_string(), by: Some(by.to_string()) };
+        self.users.execute(users::STREAM, command, None).await?;
+        Ok(())
+    }
+
     /// Issues a one-time sign-in link token for `name` (shown once; only its hash is kept).
     pub async fn issue_sign_in_link(&self, name: &str, by: &str) -> UserResult<Secret> {
         let (link_id, secret) = (random_hex(8), random_hex(32));

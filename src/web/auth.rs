@@ -429,7 +429,7 @@ pub fn nav(req: &HttpRequest, person: &Person) -> Markup {
     html! {
         nav.sub {
             a href="/" { "Monitors" }
-            @if manages { " · " a href="/keys" { "Keys" } " · " a href="/audit" { "Key audit" } }
+            @if manages { " · " a href="/keys" { "Keys" } " · " a href="/audit" { "Key audit" } " · " a href="/people" { "People" } }
             " · signed in as " strong { (person.name) } " (" (person.role.as_str())
             @if let Some(client) = &person.client { ", " (client) } ")"
             form.inline method="post" action="/signout" { (csrf_field(req)) button type="submit" { "Sign out" } }

@@ -34,7 +34,11 @@ pub struct ClientQuery {
 }
 
 /// The clients this person manages, and the one asked for (or the first).
-async fn managed(app: &App, person: &Person, asked: Option<&str>) -> Result<Option<(Vec<String>, String)>, ApiError> {
+pub(super) async fn managed(
+    app: &App,
+    person: &Person,
+    asked: Option<&str>,
+) -> Result<Option<(Vec<String>, String)>, ApiError> {
     let all: Vec<String> = app.client_names().await.map_err(ApiError::internal)?;
     let mine: Vec<String> = all.into_iter().filter(|c| person.manages(c)).collect();
     let chosen = match asked {
@@ -48,11 +52,11 @@ async fn managed(app: &App, person: &Person, asked: Option<&str>) -> Result<Opti
     Ok(Some((mine, chosen)))
 }
 
-fn time(t: Option<DateTime<Utc>>) -> String {
+pub(super) fn time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).unwrap_or_else(|| "—".into())
 }
 
-fn client_picker(path: &str, clients: &[String], chosen: &str) -> Markup {
+pub(super) fn client_picker(path: &str, clients: &[String], chosen: &str) -> Markup {
     html! {
         @if clients.len() > 1 {
             form.inline method="get" action=(path) {

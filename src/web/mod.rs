@@ -18,6 +18,7 @@ pub mod auth;
 mod channels;
 mod hosts;
 mod keys;
+mod people;
 
 const REFRESH_SECONDS: u32 = 5;
 
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/hosts/{client}/{host}", web::get().to(hosts::host));
     auth::configure(cfg);
     keys::configure(cfg);
+    people::configure(cfg);
 }
 
 /// One path segment, percent-encoded (a host name may hold any character).

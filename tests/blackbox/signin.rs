@@ -251,3 +251,84 @@ async fn in_a_browser_a_link_signs_in_and_the_csrf_protected_form_issues_a_key()
     assert_eq!((made["issued_by"].as_str(), made["rotate_every"].as_str()), (Some("user:ann"), Some("30d")));
     assert!(audit.contains("user:ann") && audit.contains("data-action=\"issued\""), "{audit}");
 }
+
+/// An admin manages the people of their client on the dashboard: adds one (a one-time link,
+/// shown once, sets their password), gives a new link, removes one (their session ends at
+/// once); nobody else's people, and a viewer none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_links_and_removes_the_people_of_their_client_only() {
+    let app = TestApp::spawn().await;
+    app.key_for("globex", &Scope::DEFAULT).await;
+    app.user("gus", Some("globex"), Role::Viewer, PASSWORD).await;
+    app.user("ann", Some("acme"), Role::Admin, PASSWORD).await;
+    let (cookie, csrf) = app.sign_in("ann", PASSWORD).await;
+    let page = app.http.get(app.url("/people")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("People of acme") && page.contains("data-person=\"ann\"") && !page.contains("gus"), "{page}");
+
+    // Adding carol shows her link once; it lets her choose a password and sign in.
+    let fields = [("client", "acme"), ("name", "Carol"), ("role", "viewer"), ("csrf", csrf.as_str())];
+    let added = form(&app, "/people", &cookie, &fields).await;
+    assert_eq!(added.status(), StatusCode::OK);
+    assert_eq!(added.headers()["cache-control"], "no-store");
+    let added = added.text().await.unwrap();
+    let token = link_in(&added);
+    app.secrets.remember(token);
+    assert!(added.contains("data-person=\"carol\"") && added.contains("waiting for their link"), "{added}");
+    app.app.set_password_with_link(token, "carol's own password").await.unwrap();
+    let (carol, _) = app.sign_in("carol", "carol's own password").await;
+    let as_carol = |path: &'static str| app.http.get(app.url(path)).header("cookie", carol.clone()).send();
+    assert_eq!(as_carol("/").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(as_carol("/people").await.unwrap().status(), StatusCode::NOT_FOUND, "a viewer manages nobody");
+
+    // A second name, a bad role, another client's client or person: refused, nothing recorded.
+    let directory_before = app.log_types("users").await.len();
+    let again =
+        form(&app, "/people", &cookie, &[("client", "acme"), ("name", "carol"), ("role", "admin"), ("csrf", &csrf)])
+            .await;
+    assert!(again.text().await.unwrap().contains("already exists"));
+    let operator =
+        form(&app, "/people", &cookie, &[("client", "acme"), ("name", "olga"), ("role", "operator"), ("csrf", &csrf)])
+            .await;
+    assert!(operator.text().await.unwrap().contains("the role is viewer or admin"));
+    let foreign = form(
+        &app,
+        "/people",
+        &cookie,
+        &[("client", "globex"), ("name", "mallory"), ("role", "admin"), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    for action in ["link", "remove"] {
+        let theirs =
+            form(&app, &format!("/people/gus/{action}"), &cookie, &[("client", "globex"), ("csrf", &csrf)]).await;
+        assert_eq!(theirs.status(), StatusCode::NOT_FOUND, "{action}");
+        let disguised =
+            form(&app, &format!("/people/gus/{action}"), &cookie, &[("client", "acme"), ("csrf", &csrf)]).await;
+        assert_eq!(disguised.status(), StatusCode::NOT_FOUND, "{action}");
+    }
+    let herself = form(&app, "/people/ann/remove", &cookie, &[("client", "acme"), ("csrf", &csrf)]).await;
+    assert!(herself.text().await.unwrap().contains("you cannot remove yourself"));
+    assert_eq!(app.log_types("users").await.len(), directory_before, "nothing refused was recorded");
+
+    // A new link for carol (a forgotten password), then carol removed: her session ends at once.
+    let relinked = form(&app, "/people/carol/link", &cookie, &[("client", "acme"), ("csrf", &csrf)]).await;
+    let relinked = relinked.text().await.unwrap();
+    app.secrets.remember(link_in(&relinked));
+    assert_ne!(link_in(&relinked), token);
+    let removed = form(&app, "/people/carol/remove", &cookie, &[("client", "acme"), ("csrf", &csrf)]).await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(as_carol("/").await.unwrap().status(), StatusCode::SEE_OTHER, "sent to sign in again");
+    let types = app.log_types("users").await;
+    assert_eq!(types[directory_before..], ["SignInLinkIssued", "UserRemoved"]);
+    let page = app.http.get(app.url("/people")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("carol"), "{page}");
+}
+
+/// The token of the one-time link shown on a page.
+fn link_in(page: &str) -> &str {
+    let start = page.find("/welcome?token=").expect("the link is shown") + "/welcome?token=".len();
+    let token = &page[start..];
+    &token[..token.find('<').unwrap()]
+}
