@@ -235,7 +235,7 @@ async fn bad_input_gets_the_documented_error_and_the_log_is_unchanged() {
             "monitor_not_found",
         ),
         (
-            b"{\"type\": \"completed\", \"exit_code\": 3000000000}".to_vec(),
+            b"{\"type\": \"completed\", \"exit_code\": 5000000000}".to_vec(),
             key.clone(),
             url.clone(),
             StatusCode::UNPROCESSABLE_ENTITY,
