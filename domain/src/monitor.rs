@@ -904,18 +904,24 @@ impl Monitor {
         Some(self.deadline? - self.grace())
     }
 
-    /// The deadline the detector acts on: the raw deadline, moved later when the expectation
-    /// started before telltale's own (re)start, so that the process gets its next expected
-    /// time after the restart, and its grace, before its silence counts.
+    /// The deadline the detector acts on: the raw deadline, moved later when the signal it
+    /// waits for may have been sent while telltale itself was not listening, so that the
+    /// process gets its next expected time after the restart, and its grace, before its silence
+    /// counts. That is when the signal was expected before the restart, or within one grace
+    /// after it (a process a little early, its clock a little ahead, would have been unheard).
+    /// An expectation further ahead keeps its deadline: a restart never postpones a daily job's
+    /// next check by a day.
     pub fn effective_deadline(&self, service_started_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if !self.exists() || self.paused {
             return None;
         }
         let deadline = self.deadline?;
         let config = self.config.as_ref()?;
+        let grace = config.grace.to_delta();
+        let expected_at = deadline - grace;
         match self.last_signal_at {
-            Some(last) if last < service_started_at => {
-                let fresh = config.schedule.next_expected(service_started_at) + config.grace.to_delta();
+            Some(last) if last < service_started_at && expected_at <= service_started_at + grace => {
+                let fresh = config.schedule.next_expected(service_started_at) + grace;
                 Some(deadline.max(fresh))
             }
             _ => Some(deadline),

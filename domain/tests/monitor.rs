@@ -229,6 +229,24 @@ fn a_restart_gives_a_fresh_interval_and_grace_to_expectations_from_before_it() {
 }
 
 #[test]
+fn a_restart_leaves_an_expectation_well_after_it_where_it_was() {
+    // Every 10 s, grace 1 s: last beat at 10, so expected at 20, deadline 21. telltale restarts
+    // at 12.5: nothing the process sent can have been lost, so the deadline stays.
+    let g = given(&[created(10, 1), beat(10.0)]);
+    assert_eq!(g.0.effective_deadline(t(12.5)), Some(t(21.0)));
+    assert_eq!(
+        g.types_when(MonitorCommand::Tick, Context::new(t(21.0), t(12.5))),
+        ["MonitorLate", "HeartbeatMissed", "AlertOpened"]
+    );
+    // Restarting within a grace before the expectation moves it (an early beat may have been
+    // unheard): to the first expectation after the restart, plus grace.
+    assert_eq!(g.0.effective_deadline(t(19.5)), Some(t(30.5)));
+    // A daily job whose next run is hours away keeps its deadline across a restart.
+    let daily = given(&[created(86_400, 3_600), beat(10.0)]);
+    assert_eq!(daily.0.effective_deadline(t(7_200.0)), Some(t(10.0 + 86_400.0 + 3_600.0)));
+}
+
+#[test]
 fn a_failed_run_opens_a_failure_alert_and_a_completed_run_resolves_it() {
     let g = given(&[created(60, 10)]);
     let mut fail =
