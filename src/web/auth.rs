@@ -445,8 +445,12 @@ pub fn not_found_page() -> HttpResponse {
     response
 }
 
-/// Logs the request line with the values of `token` query parameters blotted out (a sign-in
-/// link must not reach a log).
+/// Query parameters whose values are never logged: a sign-in link's token, and whatever
+/// credential a client may put in a URL by mistake (telltale takes keys only as a header).
+const SECRET_PARAMS: [&str; 7] = ["token", "key", "api_key", "apikey", "access_token", "secret", "password"];
+
+/// Logs the request line with secrets blotted out: the values of [`SECRET_PARAMS`] query
+/// parameters, and the secret of anything shaped like an API key anywhere in the line.
 pub fn redacted_request_line(req: &ServiceRequest) -> String {
     let query = req.query_string();
     let query = if query.is_empty() {
@@ -455,11 +459,51 @@ pub fn redacted_request_line(req: &ServiceRequest) -> String {
         let parts: Vec<String> = query
             .split('&')
             .map(|part| match part.split_once('=') {
-                Some((k, _)) if k == "token" => format!("{k}=…"),
+                Some((k, _)) if SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) => format!("{k}=…"),
                 _ => part.to_string(),
             })
             .collect();
         format!("?{}", parts.join("&"))
     };
-    format!("{} {}{query} {:?}", req.method(), req.path(), req.version())
+    blot_keys(&format!("{} {}{query} {:?}", req.method(), req.path(), req.version()))
+}
+
+/// `text` with the secret of every `tt_<16 hex>_<hex…>` in it replaced by `…` (the public id
+/// stays, to say which key it was).
+pub fn blot_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("tt_") {
+        let (before, candidate) = rest.split_at(at);
+        out.push_str(before);
+        let id = &candidate[3..];
+        let id_len = id.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if id_len == 16 && id.as_bytes().get(16) == Some(&b'_') {
+            let secret_len = id[17..].bytes().take_while(u8::is_ascii_hexdigit).count();
+            out.push_str(&candidate[..3 + 17]);
+            out.push('…');
+            rest = &candidate[3 + 17 + secret_len..];
+        } else {
+            out.push_str("tt_");
+            rest = &candidate[3..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blot_keys;
+
+    #[test]
+    fn keys_lose_their_secret_and_nothing_else_changes() {
+        let key = format!("tt_{}_{}", "0123456789abcdef", "f".repeat(64));
+        assert_eq!(
+            blot_keys(&format!("POST /x?key={key}&tt_=1 {key}")),
+            "POST /x?key=tt_0123456789abcdef_…&tt_=1 tt_0123456789abcdef_…"
+        );
+        assert_eq!(blot_keys("GET /v1/monitors/tt_job/heartbeat"), "GET /v1/monitors/tt_job/heartbeat");
+        assert_eq!(blot_keys("tt_0123"), "tt_0123");
+    }
 }

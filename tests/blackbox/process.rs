@@ -329,6 +329,15 @@ async fn a_fresh_server_prints_a_key_and_a_one_time_sign_in_link_for_the_first_o
     assert_eq!(http.get(&link).send().await.unwrap().status(), 404, "the link works once");
     let monitors = http.get(format!("{base}/v1/monitors")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(monitors.status(), 200, "the printed key works");
+    // A key put in a URL by mistake (telltale takes keys only as a header) is refused, and its
+    // secret never reaches the request log either.
+    for url in [
+        format!("{base}/v1/monitors/job/heartbeat?key={key}"),
+        format!("{base}/v1/monitors/job/heartbeat?k={key}"),
+        format!("{base}/v1/monitors/{key}/heartbeat"),
+    ] {
+        assert_eq!(http.post(url).send().await.unwrap().status(), 401);
+    }
     let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
     assert!(log.contains("GET /welcome?token=… "), "the request log shows the link's path, not its token: {log}");
     for secret in [&key[20..], &token[19..]] {
@@ -341,6 +350,8 @@ async fn a_fresh_server_prints_a_key_and_a_one_time_sign_in_link_for_the_first_o
     let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
     assert!(log.lines().last().unwrap_or("").contains("stopped cleanly"), "{log}");
     assert!(!log.contains('\u{1b}'), "ANSI escapes in a log file: {log}");
+    assert!(log.contains("heartbeat?key=… ") && log.contains(&format!("heartbeat?k={}… ", &key[..20])), "{log}");
+    assert!(!log.contains(&key[20..]), "a key's secret reached the log: {log}");
 }
 
 /// The CLI: a rotating key, its list, its revocation and the audit replayed from the log.
