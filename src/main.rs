@@ -543,6 +543,9 @@ fn print_summary(inputs: usize, recorded: (usize, usize), replayed: (usize, usiz
 async fn users_command(app: &App, command: UsersCommand) -> anyhow::Result<()> {
     let base = app.config.public_url.clone().unwrap_or_else(|| format!("http://{}", app.config.listen));
     let base = base.trim_end_matches('/').to_string();
+    if app.config.public_url.is_none() && matches!(command, UsersCommand::Add { .. } | UsersCommand::Link { .. }) {
+        eprintln!("(the link assumes telltale is reached at {base}; set --public-url or TELLTALE_PUBLIC_URL if not)");
+    }
     match command {
         UsersCommand::Add { name, client, role, operator } => {
             let role = if operator {
@@ -625,6 +628,17 @@ async fn serve(config: Config, no_bootstrap: bool) -> anyhow::Result<()> {
     say!("telltale is running on {base}");
     say!("  dashboard:  {base}/");
     say!("  API spec:   {base}/openapi.json");
+    // The command line finds this server's log, and makes links to it, with the same settings.
+    let mut settings = Vec::new();
+    if app.config.database_url != telltale::config::DEFAULT_DATABASE_URL {
+        settings.push(format!("TELLTALE_DATABASE_URL={}", app.config.database_url));
+    }
+    if app.config.public_url.is_none() && app.config.listen != telltale::config::DEFAULT_LISTEN {
+        settings.push(format!("TELLTALE_PUBLIC_URL={base}"));
+    }
+    if !settings.is_empty() {
+        say!("  for the command line: export {}", settings.join(" "));
+    }
     let first_start = app.client_names().await?.is_empty();
     if first_start && !no_bootstrap {
         app.register_client("default").await?;

@@ -296,6 +296,22 @@ async fn a_fresh_server_prints_a_key_and_a_one_time_sign_in_link_for_the_first_o
     assert!(banner.lines().next().unwrap().starts_with("telltale is running on http://127.0.0.1:"), "{banner}");
     let key = banner.lines().find_map(|l| l.trim().strip_prefix("export TELLTALE_KEY=")).unwrap().to_string();
     assert!(banner.contains("curl -X POST"), "{banner}");
+    // Away from the defaults, it says how the command line finds this server; a link the CLI
+    // then prints points at it.
+    let base_url = banner.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+    let exports =
+        banner.lines().find_map(|l| l.trim().strip_prefix("for the command line: export ")).expect("{banner}");
+    assert_eq!(exports, format!("TELLTALE_DATABASE_URL={} TELLTALE_PUBLIC_URL={base_url}", db_url(dir.path())));
+    let mut cli = Command::new(BIN);
+    cli.args(["users", "add", "dora", "--client", "default"]).env("TELLTALE_LOG", "warn");
+    for pair in exports.split(' ') {
+        let (name, value) = pair.split_once('=').unwrap();
+        cli.env(name, value);
+    }
+    let added = cli.output().unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let dora = String::from_utf8(added.stdout).unwrap().trim().to_string();
+    assert!(dora.starts_with(&format!("{base_url}/welcome?token=")), "{dora}");
     let link = banner.lines().find(|l| l.contains("/welcome?token=")).unwrap().trim().to_string();
     assert!(
         banner.contains("one-time link") && banner.contains("choose a password"),
@@ -303,6 +319,7 @@ async fn a_fresh_server_prints_a_key_and_a_one_time_sign_in_link_for_the_first_o
     );
 
     let http = http_client();
+    assert_eq!(http.get(&dora).send().await.unwrap().status(), 200, "the CLI's link works");
     let page = http.get(&link).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let csrf = cookie_of(&page, "tt_csrf").unwrap();
