@@ -82,10 +82,10 @@ enum Command {
         #[arg(long, default_value = "default")]
         client: String,
         /// Report from this instant (RFC 3339).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_instant)]
         from: Option<chrono::DateTime<chrono::Utc>>,
         /// Replay up to this instant (RFC 3339); default: now.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_instant)]
         to: Option<chrono::DateTime<chrono::Utc>>,
         /// A TOML or JSON file with another policy: schedule, grace, max_runtime, min_interval.
         #[arg(long)]
@@ -168,7 +168,7 @@ enum AuditCommand {
         #[arg(long)]
         client: String,
         /// Replay up to this instant (RFC 3339) and say which keys were valid then.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_instant)]
         at: Option<chrono::DateTime<chrono::Utc>>,
         /// Only this key's line (its predecessors and successors).
         #[arg(long = "key")]
@@ -229,6 +229,13 @@ fn load_config(global: &Global) -> anyhow::Result<Config> {
             public_url: global.public_url.clone(),
         },
     )
+}
+
+/// An instant on the command line: RFC 3339, with a message that says so.
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("`{text}` is not an instant: give one in RFC 3339, e.g. 2026-03-01T12:00:00Z"))
 }
 
 /// Opens the database for a command-line tool. Only a command that registers something (a
@@ -347,9 +354,17 @@ async fn run() -> anyhow::Result<()> {
             if !app.client_exists(&client).await? {
                 anyhow::bail!("no client `{client}`; `telltale clients list` shows the registered ones");
             }
-            app.revoke_key(&client, &key_id, Some("cli".into())).await.with_context(|| {
-                format!("cannot revoke `{key_id}`: `telltale keys list --client {client}` shows its keys")
-            })?;
+            let keys = telltale_projections::models::clients::list_keys(&app.read.pool, Some(&client)).await?;
+            let Some(key) = keys.into_iter().find(|k| k.key_id == key_id) else {
+                anyhow::bail!(
+                    "client `{client}` has no key `{key_id}`; `telltale keys list --client {client}` lists them"
+                );
+            };
+            if let Some(at) = key.revoked_at {
+                println!("key {key_id} of client {client} was already revoked, at {}", at.to_rfc3339());
+                return Ok(());
+            }
+            app.revoke_key(&client, &key_id, Some("cli".into())).await?;
             println!("revoked key {key_id} of client {client}");
             Ok(())
         }

@@ -553,12 +553,11 @@ fn parse_number(field: CronField, text: &str) -> Result<u32, String> {
         return Err(format!("a value is missing ({min}-{max})"));
     }
     if !text.bytes().all(|b| b.is_ascii_digit()) {
-        let names = match field {
-            CronField::Month => " nor a month name (JAN-DEC)",
-            CronField::DayOfWeek => " nor a weekday name (SUN-SAT)",
-            _ => "",
-        };
-        return Err(format!("`{text}` is neither a number ({min}-{max}){names}"));
+        return Err(match field {
+            CronField::Month => format!("`{text}` is neither a number ({min}-{max}) nor a month name (JAN-DEC)"),
+            CronField::DayOfWeek => format!("`{text}` is neither a number ({min}-{max}) nor a weekday name (SUN-SAT)"),
+            _ => format!("`{text}` is not a number ({min}-{max})"),
+        });
     }
     match text.parse::<u32>() {
         Ok(v) if (min..=max).contains(&v) => Ok(v),

@@ -473,6 +473,7 @@ fn errors_name_the_field_and_the_problem() {
         err("0 0 * FOO *"),
         "the month field `FOO` is invalid: `FOO` is neither a number (1-12) nor a month name (JAN-DEC)"
     );
+    assert_eq!(err("MON * * * *"), "the minute field `MON` is invalid: `MON` is not a number (0-59)");
     assert_eq!(
         err("0 0 * * MONDAY"),
         "the day-of-week field `MONDAY` is invalid: `MONDAY` is neither a number (0-7) nor a weekday name (SUN-SAT)"

@@ -117,7 +117,9 @@ async fn authenticate(app: web::Data<App>, req: HttpRequest, header: Option<Stri
         .map(str::trim)
         .ok_or_else(|| ApiError::unauthorized(format!("the Authorization header is not a bearer key: {HOW}")))?;
     let invalid = || ApiError::unauthorized("the API key is not valid");
-    let (key_id, secret) = parse_token(token).ok_or_else(invalid)?;
+    let (key_id, secret) = parse_token(token).ok_or_else(|| {
+        ApiError::unauthorized("the API key is not valid: a key looks like tt_<16 hex digits>_<64 hex digits>")
+    })?;
     let record: KeyRecord = app.find_key(key_id).await?.ok_or_else(invalid)?;
     let now = app.clock.now();
     let address = address(&req);

@@ -152,6 +152,14 @@ async fn missing_invalid_and_unscoped_keys_are_refused() {
         let (status, code, message) = error_of(app.get_as(bad, "/v1/monitors").await).await;
         assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"), "{bad}");
         assert!(!message.contains(bad), "an error never echoes the key");
+        // Something that is not shaped like a key is told the shape; a key-shaped one that
+        // does not work learns nothing more than that.
+        let shaped = bad == tampered;
+        assert_eq!(
+            message.contains("a key looks like tt_<16 hex digits>_<64 hex digits>"),
+            !shaped,
+            "{bad}: {message}"
+        );
     }
     let ingest_only = app.key_for("acme", &[Scope::Ingest]).await;
     assert_eq!(app.post_as(&ingest_only, "/v1/monitors/job/heartbeat", json!({})).await.status(), StatusCode::OK);

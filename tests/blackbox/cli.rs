@@ -65,7 +65,7 @@ fn an_unknown_client_or_key_is_one_clear_line_and_changes_nothing() {
         assert_one_line_error(&telltale(&db, args), "no client `nope`");
     }
     let out = telltale(&db, &["keys", "revoke", "--client", "acme", "0123456789abcdef"]);
-    assert_one_line_error(&out, "no key `0123456789abcdef`");
+    assert_one_line_error(&out, "client `acme` has no key `0123456789abcdef`");
     assert_one_line_error(
         &telltale(&db, &["keys", "create", "--client", "acme", "--scope", "root"]),
         "unknown scope `root`",
@@ -78,6 +78,19 @@ fn an_unknown_client_or_key_is_one_clear_line_and_changes_nothing() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert_eq!(list.lines().count(), 2, "{list}");
     assert!(list.lines().nth(1).unwrap().contains("active"), "{list}");
+
+    // Revoking twice: the second time says so, and changes nothing.
+    let id = list.lines().nth(1).unwrap()[..16].to_string();
+    let first = telltale(&db, &["keys", "revoke", &id, "--client", "acme"]);
+    assert_eq!(String::from_utf8_lossy(&first.stdout).trim(), format!("revoked key {id} of client acme"));
+    let second = telltale(&db, &["keys", "revoke", &id, "--client", "acme"]);
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("was already revoked, at "), "{second:?}");
+
+    // An instant that is not one names the format it takes.
+    let out = telltale(&db, &["audit", "keys", "--client", "acme", "--at", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`yesterday` is not an instant: give one in RFC 3339"));
 }
 
 #[test]
