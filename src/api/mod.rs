@@ -154,8 +154,16 @@ fn unparsable_id(req: &HttpRequest) -> ApiError {
     ApiError::not_found(code, format!("no {what} `{raw}` for this key's client: {what} ids are UUIDs"))
 }
 
-/// Unknown paths.
+/// Unknown paths: JSON, except for a browser asking for a page outside the API.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let browser = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if browser && !req.path().starts_with("/v1/") {
+        return Ok(crate::web::auth::not_found_page());
+    }
     Err(ApiError::not_found("route_not_found", format!("nothing at {} {}", req.method(), req.path())))
 }
 

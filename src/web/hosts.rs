@@ -54,14 +54,13 @@ pub async fn host(
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (client, raw) = path.into_inner();
-    let not_found = || ApiError::not_found("host_not_found", "no such host");
     if ids::validate_client_name(&client).is_err() || !person.sees(&client) {
         return Ok(auth::not_found_page());
     }
-    let host = host_name(&raw).ok_or_else(not_found)?;
+    let Some(host) = host_name(&raw) else { return Ok(auth::not_found_page()) };
     app.consistent().await;
     let now = app.clock.now();
-    let Some(view) = hosts::get(&app.read.pool, &client, host).await? else { return Err(not_found()) };
+    let Some(view) = hosts::get(&app.read.pool, &client, host).await? else { return Ok(auth::not_found_page()) };
     let alert_rows = alerts::list_for_host(&app.read.pool, Some(&client), None, host, 20).await?;
     let status = if view.state.alert.is_some() { "down" } else { "up" };
     Ok(page(

@@ -260,7 +260,7 @@ async fn monitor(
     app.consistent().await;
     let now = app.clock.now();
     let Some(view) = monitors::get(&app.read.pool, &client, &slug).await? else {
-        return Err(ApiError::not_found("monitor_not_found", "no such monitor"));
+        return Ok(auth::not_found_page());
     };
     let m = MonitorOut::of(&view.state, now, app.started_at);
     let events = history::page(&app.read.pool, &client, &slug, None, None, 50).await?;

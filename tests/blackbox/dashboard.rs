@@ -138,3 +138,31 @@ async fn a_monitors_page_says_its_last_run_and_when_it_is_next_expected_and_aler
     let row = page.split("<code>r2</code>").nth(1).unwrap().split("</tr>").next().unwrap().to_string();
     assert!(row.contains("unknown") && !row.contains("never"), "{row}");
 }
+
+/// A browser that asks for a page that is not there gets a page that says so, never a JSON
+/// error; the API's unknown paths stay JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_is_not_there_is_an_html_404_and_the_api_stays_json() {
+    let app = TestApp::spawn().await;
+    app.user("root", None, telltale_domain::users::Role::Operator, "root's long password").await;
+    let (cookie, _) = app.sign_in("root", "root's long password").await;
+    for path in ["/monitors/acme/nosuch", "/hosts/acme/nowhere", "/hosts", "/monitors"] {
+        let response = app
+            .http
+            .get(app.url(path))
+            .header("cookie", &cookie)
+            .header("accept", "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+        assert!(response.text().await.unwrap().contains("Not found"), "{path}");
+    }
+    for (path, accept) in [("/v1/nothing", "text/html"), ("/hosts", "application/json")] {
+        let response = app.http.get(app.url(path)).header("accept", accept).send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "route_not_found", "{path}");
+    }
+}
