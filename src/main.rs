@@ -531,12 +531,20 @@ fn print_replay(report: &telltale::replay::ReplayReport) {
 
 /// Recorded and replayed derived events side by side; a row on one side only is marked `*`.
 fn print_rows(rows: &[telltale::replay::ReplayRow]) {
-    let line = |e: &Option<telltale::replay::DerivedOut>| e.as_ref().map(|e| e.event_type.clone()).unwrap_or_default();
-    println!("{:<24}  {:<20}  {:<20}", "at", "recorded", "replayed");
+    // The type, and what an alert is about (its cause), so that "what would have paged" reads
+    // off the table.
+    let line = |e: &Option<telltale::replay::DerivedOut>| match e {
+        Some(e) => match e.data.get("cause").and_then(|c| c.as_str()) {
+            Some(cause) => format!("{} ({cause})", e.event_type),
+            None => e.event_type.clone(),
+        },
+        None => String::new(),
+    };
+    println!("{:<24}  {:<32}  {:<32}", "at", "recorded", "replayed");
     for row in rows {
         let mark = if row.recorded.is_some() && row.replayed.is_some() { " " } else { "*" };
         println!(
-            "{:<24}  {:<20}  {:<20}{mark}",
+            "{:<24}  {:<32}  {:<32}{mark}",
             row.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             line(&row.recorded),
             line(&row.replayed)

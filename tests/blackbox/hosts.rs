@@ -313,7 +313,7 @@ async fn a_host_outage_across_a_restart_releases_the_laggards_and_replays_identi
     assert!(table.contains("HostAlertOpened") && table.trim_end().ends_with("identical"), "{table}");
     let (code, table, err) = cli(&["replay", "--monitor", "job-4"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(table.contains("AlertOpened") && table.trim_end().ends_with("identical"), "{table}");
+    assert!(table.contains("AlertOpened (missed)") && table.trim_end().ends_with("identical"), "{table}");
     let (code, _, err) = cli(&["replay", "--host", "nowhere"]);
     assert_eq!((code, err.trim()), (Some(1), "error: no host `nowhere`"));
     let (code, _, err) = cli(&["replay", "--host", "web-1", "--monitor", "job-4"]);
