@@ -191,6 +191,7 @@ async fn record(app: &App, caller: &Caller, slug: &str, prepared: Prepared) -> R
         }
         provision(app, caller, slug, Some(spec)).await?;
     }
+    let (kind, run_id, event_id) = (prepared.signal.kind, prepared.signal.run_id.clone(), prepared.event_id.clone());
     let command = MonitorCommand::Signal(Box::new(prepared.signal));
     let outcome = match app.monitors.execute(&stream, command.clone(), prepared.event_id.clone()).await {
         Err(CommandError::Domain(MonitorError::NotFound(_))) if caller.has(Scope::Provision) => {
@@ -207,6 +208,9 @@ async fn record(app: &App, caller: &Caller, slug: &str, prepared: Prepared) -> R
         .find(|(_, e)| !e.is_derived() && !matches!(e, MonitorEvent::MonitorResumed(_)))
         .or_else(|| outcome.events.last())
         .ok_or_else(|| ApiError::internal("a signal produced no event"))?;
+    if outcome.duplicate {
+        same_event(kind, run_id.as_deref(), event_id.as_deref().unwrap_or_default(), fact)?;
+    }
     Ok(IngestAck {
         event_type: fact.event_type().to_string(),
         position: *position,
@@ -214,6 +218,41 @@ async fn record(app: &App, caller: &Caller, slug: &str, prepared: Prepared) -> R
         duplicate: outcome.duplicate,
         monitor: MonitorOut::of(&outcome.state, app.clock.now(), app.started_at),
     })
+}
+
+/// A retry must be the same event: an `event_id` already recorded for another kind of event,
+/// or for another run, is a mistake that would otherwise lose this event without a word.
+fn same_event(
+    kind: Option<SignalKind>,
+    run_id: Option<&str>,
+    event_id: &str,
+    recorded: &MonitorEvent,
+) -> Result<(), ApiError> {
+    let recorded_kinds: &[SignalKind] = match recorded {
+        MonitorEvent::HeartbeatReceived(_) => &[SignalKind::Heartbeat],
+        MonitorEvent::RunStarted(_) => &[SignalKind::Started],
+        MonitorEvent::RunProgressed(_) => &[SignalKind::Running],
+        MonitorEvent::RunCompleted(_) => &[SignalKind::Completed],
+        MonitorEvent::RunFailed(_) => &[SignalKind::Completed, SignalKind::Failed],
+        // Recorded as ignored or too early: what it was is not kept apart; take the retry.
+        _ => return Ok(()),
+    };
+    let kind = kind.unwrap_or(SignalKind::Heartbeat);
+    let other_run = matches!((run_id, recorded.run_id()), (Some(asked), Some(seen)) if asked != seen);
+    if recorded_kinds.contains(&kind) && !other_run {
+        return Ok(());
+    }
+    let what = match recorded.run_id() {
+        Some(run) => format!("{} of run `{run}`", recorded.event_type()),
+        None => recorded.event_type().to_string(),
+    };
+    Err(ApiError::conflict(
+        "event_id_reused",
+        format!(
+            "event_id `{event_id}` was already used for another event ({what}); a retry must resend the same event, \
+             and a new event needs a new event_id"
+        ),
+    ))
 }
 
 fn unknown_monitor(slug: &str) -> ApiError {
@@ -237,8 +276,9 @@ fn is_json(req: &HttpRequest, bytes: &[u8]) -> bool {
     params(("slug" = String, Path, description = "The monitor's slug")),
     request_body(content = Option<EventInput>, description = "Optional"),
     responses((status = 200, body = IngestAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`event_id_reused`: the `event_id` was already used for another event"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn heartbeat(
     app: Data<App>,
     caller: Caller,
@@ -276,8 +316,9 @@ pub async fn heartbeat(
     params(("slug" = String, Path, description = "The monitor's slug")),
     request_body(content = EventInput, example = json!({"type": "completed", "run_id": "r1", "exit_code": 0})),
     responses((status = 200, body = IngestAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`event_id_reused`: the `event_id` was already used for another event"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn event(
     app: Data<App>,
     caller: Caller,
@@ -307,8 +348,9 @@ pub async fn event(
     request_body(content = BatchInput,
         example = json!({"events": [{"type": "started", "run_id": "r1"}, {"type": "completed", "run_id": "r1"}]})),
     responses((status = 200, body = BatchAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`event_id_reused`: the `event_id` was already used for another event"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn batch(
     app: Data<App>,
     caller: Caller,
@@ -339,8 +381,15 @@ pub async fn batch(
         return Err(unknown_monitor(&slug));
     }
     let mut results = Vec::with_capacity(prepared.len());
-    for p in prepared {
-        results.push(record(&app, &caller, &slug, p).await?);
+    for (i, p) in prepared.into_iter().enumerate() {
+        let result = record(&app, &caller, &slug, p).await.map_err(|mut e| {
+            e.message = match i {
+                0 => format!("events[0]: {}; nothing was recorded", e.message),
+                _ => format!("events[{i}]: {}; events[0..{i}] were recorded (a retry of them is safe)", e.message),
+            };
+            e
+        })?;
+        results.push(result);
     }
     Ok(Json(BatchAck { results }))
 }

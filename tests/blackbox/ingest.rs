@@ -148,6 +148,44 @@ async fn a_retry_with_the_same_event_id_is_recorded_once() {
     }
     let beats = app.log_types("monitor:acme:retry").await.iter().filter(|t| *t == "HeartbeatReceived").count();
     assert_eq!(beats, 2);
+
+    // An id already used for another event, or another run, is a conflict, never a silent loss.
+    let before = app.log_types("monitor:acme:retry").await.len();
+    for body in [
+        json!({"type": "completed", "event_id": "spool-0001"}),
+        json!({"type": "started", "run_id": "r1", "event_id": "spool-0002"}),
+    ] {
+        let refused = app.post("/v1/monitors/retry/events", body).await;
+        assert_eq!(refused.status(), StatusCode::CONFLICT);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["code"], "event_id_reused");
+        assert!(body["message"].as_str().unwrap().contains("was already used for another event (HeartbeatReceived)"));
+    }
+    let started = json!({"type": "started", "run_id": "r1", "event_id": "start-r1"});
+    assert_eq!(app.post("/v1/monitors/retry/events", started.clone()).await.status(), StatusCode::OK);
+    let retried: Value = app.post("/v1/monitors/retry/events", started).await.json().await.unwrap();
+    assert_eq!(retried["duplicate"], true, "the same start again is a retry");
+    let other_run =
+        app.post("/v1/monitors/retry/events", json!({"type": "started", "run_id": "r2", "event_id": "start-r1"})).await;
+    let body: Value = other_run.json().await.unwrap();
+    assert_eq!(body["code"], "event_id_reused");
+    assert!(body["message"].as_str().unwrap().contains("RunStarted of run `r1`"), "{body}");
+    // In a batch, it says which event and what was recorded before it.
+    let batch = app
+        .post(
+            "/v1/monitors/retry/events/batch",
+            json!({"events": [{"type": "heartbeat", "event_id": "b-1"}, {"type": "completed", "event_id": "spool-0001"}]}),
+        )
+        .await;
+    assert_eq!(batch.status(), StatusCode::CONFLICT);
+    let body: Value = batch.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("events[1]: event_id `spool-0001`"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().ends_with("events[0..1] were recorded (a retry of them is safe)"),
+        "{body}"
+    );
+    let types = app.log_types("monitor:acme:retry").await;
+    assert_eq!(types[before..], ["RunStarted", "HeartbeatReceived"], "only the new start and the batch's first beat");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
