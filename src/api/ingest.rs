@@ -267,7 +267,10 @@ fn unknown_monitor(slug: &str) -> ApiError {
 
 fn is_json(req: &HttpRequest, bytes: &[u8]) -> bool {
     let declared = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    declared.contains("json") || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    // Declared JSON is JSON, declared text is text (even when it starts with `{`); anything else
+    // (curl -d sends form-urlencoded) is JSON when it looks like an object.
+    declared.contains("json")
+        || (!declared.starts_with("text/") && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
 }
 
 /// Records a heartbeat. The body may be empty, a JSON event (its `type` defaults to

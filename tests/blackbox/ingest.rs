@@ -46,6 +46,20 @@ async fn heartbeats_take_an_empty_a_json_or_a_text_body() {
     let second: Value = all["events"][1].clone();
     assert_eq!(second["data"]["sent_at"], "2026-03-01T10:59:58Z", "the sender's clock is kept, in UTC");
     assert_eq!(second["data"]["metrics"]["rows"], 12);
+
+    // Declared text is text, even when it starts with a brace (a job's log line, say).
+    let response = app
+        .http
+        .post(app.url("/v1/monitors/beats/heartbeat"))
+        .bearer_auth(&app.key)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .body("{exported 12 rows")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let history: Value = app.get("/v1/monitors/beats/events?limit=1").await.json().await.unwrap();
+    assert_eq!(history["events"][0]["data"]["message"], "{exported 12 rows");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
