@@ -210,7 +210,7 @@ async fn index(app: Data<App>, req: HttpRequest, SignedIn(person): SignedIn) -> 
                 p { "No monitors yet. Create one with " code { "POST /v1/monitors" } "; see " a href="/openapi.json" { "the API" } "." }
             } @else {
                 table #monitors {
-                    thead { tr { th { "Client" } th { "Monitor" } th { "Status" } th { "Last heartbeat" } th { "Host" } th { "Last run" } th { "Active alerts" } } }
+                    thead { tr { th { "Client" } th { "Monitor" } th { "Status" } th title="The last heartbeat or run event" { "Last signal" } th { "Host" } th { "Last run" } th { "Active alerts" } } }
                     tbody {
                         @for (client, m) in &views {
                             tr data-monitor=(m.slug) data-status=(m.status) {
