@@ -54,7 +54,7 @@ impl ScheduleInput {
                 if self.timezone.is_some() {
                     return Err(invalid("`timezone` applies to `cron` schedules only".into()));
                 }
-                Schedule::every(every.to_span("schedule.every")?).map_err(|e| invalid(e.to_string()))
+                Schedule::every(every.to_span("schedule.every")?).map_err(|e| invalid(format!("schedule.every: {e}")))
             }
             (None, Some(cron)) => Schedule::cron(cron, self.timezone.as_deref().unwrap_or("UTC"))
                 .map_err(|e| invalid(format!("schedule.cron: {e}"))),
@@ -254,7 +254,14 @@ impl MonitorSpec {
             base.name = name.clone();
         }
         if let Some(schedule) = &self.schedule {
-            base.schedule = schedule.to_schedule()?;
+            // Inside an event, the schedule is the `monitor` object's.
+            base.schedule = schedule.to_schedule().map_err(|mut e| {
+                e.message = match e.message.strip_prefix("schedule") {
+                    Some(rest) if rest.starts_with('.') || rest.starts_with(':') => format!("monitor.schedule{rest}"),
+                    _ => format!("monitor.schedule: {}", e.message),
+                };
+                e
+            })?;
         }
         if let Some(grace) = &self.grace {
             base.grace = grace.to_span("monitor.grace")?;

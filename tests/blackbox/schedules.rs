@@ -154,6 +154,11 @@ async fn the_first_event_of_an_unknown_slug_creates_it_only_for_a_key_allowed_to
     let bad_spec = json!({"type": "started", "monitor": {"schedule": {"cron": "0 0 30 2 *"}}});
     let invalid = app.post_as(&provisioner, "/v1/monitors/new-job/events", bad_spec).await;
     assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = invalid.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("monitor.schedule.cron: "), "the field's whole path: {body}");
+    let zero = json!({"type": "started", "monitor": {"schedule": {"every": "0s"}}});
+    let body: Value = app.post_as(&provisioner, "/v1/monitors/new-job/events", zero).await.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("monitor.schedule.every: "), "{body}");
     assert_eq!(app.app.store.head().await.unwrap(), head, "nothing was recorded");
 
     // With defaults (every 1d, grace 1h)...
