@@ -66,6 +66,11 @@ pub struct PingArgs {
     /// The host reported [default: this machine's hostname].
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// Exit 3 when the server refuses the event (a wrong key, an unknown monitor), to check a
+    /// setup; without it a refusal is said on stderr and the exit code is 0, so that monitoring
+    /// never fails a job.
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -132,7 +137,8 @@ pub async fn run(args: RunArgs, config_file: Option<&Path>) -> i32 {
     run::run(spec, &mut reporter, signals).await
 }
 
-/// `telltale ping`: 0 once the event is delivered, refused or spooled; 2 when the setup is wrong.
+/// `telltale ping`: 0 once the event is delivered, refused or spooled; 2 when the setup is wrong;
+/// with `--strict`, 3 when the server refused it.
 pub async fn ping(args: PingArgs, config_file: Option<&Path>) -> i32 {
     let config = resolve(&args.connection, config_file, &env);
     if !config.problems.is_empty() {
@@ -170,7 +176,10 @@ pub async fn ping(args: PingArgs, config_file: Option<&Path>) -> i32 {
         event.insert("message".into(), message.into());
     }
     let mut reporter = Reporter::new(Some(sender), Spool::new(&config.spool_dir));
-    reporter.report(&args.slug, event).await;
+    let reported = reporter.report(&args.slug, event).await;
+    if args.strict && matches!(reported, report::Reported::Dropped) {
+        return 3;
+    }
     if args.start
         && let Some(id) = run_id
     {

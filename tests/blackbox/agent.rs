@@ -318,6 +318,10 @@ async fn ping_sends_heartbeats_and_run_events_configured_by_a_file() {
     assert_eq!(code(&unknown), 0);
     assert!(stderr(&unknown).contains("404"), "{}", stderr(&unknown));
     assert!(agent.spooled().is_empty());
+    // With --strict, a setup check: a refusal is exit code 3, a delivery still 0.
+    let strict = agent.output(&["ping", "nope", "--strict"]).await;
+    assert_eq!(code(&strict), 3, "{}", stderr(&strict));
+    assert_eq!(code(&agent.output(&["ping", "job", "--strict"]).await), 0);
 
     // Without a key, ping refuses and says where a key could come from.
     std::fs::remove_file(config.join("agent.toml")).unwrap();
