@@ -160,8 +160,13 @@ fn release(out: &mut Out, at: DateTime<Utc>, flapping_settled: bool) {
     let alerts: Vec<(AlertCause, OpenAlert)> = out.state.alerts.iter().map(|(c, a)| (*c, a.clone())).collect();
     for (cause, alert) in alerts {
         if let Some(since) = alert.recovered_at {
-            let message =
-                format!("{}: {} ended at {}, while alerts were held", out.state.slug, what(cause), rfc3339(since));
+            let message = format!(
+                "{}: {} ended at {} (alerts were held until {})",
+                out.state.slug,
+                what(cause),
+                rfc3339(since),
+                rfc3339(at)
+            );
             out.push(resolved(&alert, cause, at, message, false));
         } else if flapping_settled && alert.held.is_some() {
             out.push(announced(&alert, cause, at));
@@ -171,7 +176,7 @@ fn release(out: &mut Out, at: DateTime<Utc>, flapping_settled: bool) {
 
 fn what(cause: AlertCause) -> &'static str {
     match cause {
-        AlertCause::Missed => "the silence",
+        AlertCause::Missed => "the outage (no signal)",
         AlertCause::Failed => "the failure",
         AlertCause::TimedOut => "the hung run",
         AlertCause::Flapping => "the flapping",

@@ -230,6 +230,14 @@ async fn reminders_and_escalation_reach_their_channels_until_acknowledged() {
     for r in [&first, &second] {
         assert_eq!((r.body["transition"].as_str(), r.body["reminder"].as_u64()), (Some("reminder"), Some(1)));
     }
+    // Every monitor alert's payload names who took it: nobody yet.
+    for r in [&opened, &escalated, &first, &second] {
+        let body = r.body.as_object().unwrap();
+        assert_eq!(
+            (body.get("acknowledged_at"), body.get("acknowledged_by")),
+            (Some(&Value::Null), Some(&Value::Null))
+        );
+    }
     assert_ne!(first.idempotency_key, opened.idempotency_key);
 
     // Acknowledged through the dashboard's button, by someone signed in (the form carries the

@@ -82,6 +82,9 @@ pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid)
         "opened_at": fmt_time(opened_at),
         "resolved_at": resolved_at.map(fmt_time),
     });
+    // Every payload has both (null until someone takes the alert; filled in when sent).
+    body["acknowledged_at"] = Value::Null;
+    body["acknowledged_by"] = Value::Null;
     match event {
         MonitorEvent::AlertReminded(e) => body["reminder"] = e.reminder.into(),
         MonitorEvent::AlertEscalated(e) => body["escalated_to"] = json!(e.channels),
@@ -90,10 +93,7 @@ pub fn payload(client: &str, slug: &str, event: &MonitorEvent, channel_id: Uuid)
             body["acknowledged_by"] = json!(e.by);
             body["note"] = json!(e.note);
         }
-        _ => {
-            body["acknowledged_at"] = Value::Null;
-            body["acknowledged_by"] = Value::Null;
-        }
+        _ => {}
     }
     Some((transition, alert_id, body))
 }
