@@ -439,8 +439,13 @@ pub fn redact_config(kind: &str, config: &Value) -> Value {
         .iter()
         .map(|(name, value)| {
             let secret = spec.iter().find(|f| f.name == name).is_none_or(|f| f.secret);
+            let is_url = spec.iter().find(|f| f.name == name).is_some_and(|f| matches!(f.ty, FieldType::Url));
             let shown = if !secret {
-                value.clone()
+                match (is_url, value.as_str()) {
+                    // A receiver's own credential in its URL (`?token=…`, `user:pass@`) is hidden.
+                    (true, Some(url)) => Value::String(redact_url_credentials(url)),
+                    _ => value.clone(),
+                }
             } else if let (Some(url), Some(FieldType::Url)) =
                 (value.as_str(), spec.iter().find(|f| f.name == name).map(|f| f.ty))
             {
@@ -455,6 +460,53 @@ pub fn redact_config(kind: &str, config: &Value) -> Value {
         })
         .collect();
     Value::Object(out)
+}
+
+/// The credentials a URL may carry, hidden: a password in its user info and every query value
+/// (`https://u:p@h/x?token=abc&v=2` → `https://u:********@h/x?token=********&v=********`).
+pub fn redact_url_credentials(url: &str) -> String {
+    let (head, fragment) = match url.split_once('#') {
+        Some((head, fragment)) => (head, Some(fragment)),
+        None => (url, None),
+    };
+    let (base, query) = match head.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (head, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((user, host)) => match user.split_once(':') {
+                    Some((name, _)) => format!("{name}:{REDACTED}@{host}"),
+                    None => format!("{user}@{host}"),
+                },
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_string(),
+    };
+    let mut out = base;
+    if let Some(query) = query {
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|part| match part.split_once('=') {
+                Some((k, _)) => format!("{k}={REDACTED}"),
+                None => part.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
 }
 
 /// `https://hooks.slack.com/services/T0/B0/XXXX` → `https://hooks.slack.com/********`.

@@ -165,13 +165,24 @@ fn every_secret_is_redacted_and_nothing_else() {
             assert!(!shown.to_string().contains(&secret), "{kind}: {secret} in {shown}");
         }
         for f in fields(kind).unwrap().iter().filter(|f| !f.secret) {
-            assert_eq!(shown.get(f.name), config.get(f.name), "{kind}.{} is not a secret", f.name);
+            let expected = match config.get(f.name) {
+                Some(Value::String(url)) if matches!(f.ty, FieldType::Url) => Some(json!(redact_url_credentials(url))),
+                other => other.cloned(),
+            };
+            assert_eq!(shown.get(f.name), expected.as_ref(), "{kind}.{} is not a secret", f.name);
         }
     }
     assert_eq!(
         redact_config("discord", &json!({"url": "https://discord.com/api/webhooks/1/tok", "username": "t"})),
         json!({"url": "https://discord.com/********", "username": "t"})
     );
+    // A receiver that takes its credential in its URL: the query values and a password are
+    // hidden, the rest shown.
+    assert_eq!(
+        redact_config("webhook", &json!({"url": "https://ops:pw@hooks.example.com:8443/in?token=abc&team=x#frag"})),
+        json!({"url": "https://ops:********@hooks.example.com:8443/in?token=********&team=********#frag"})
+    );
+    assert_eq!(redact_url_credentials("http://h/x"), "http://h/x");
 }
 
 #[test]
