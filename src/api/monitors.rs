@@ -165,6 +165,7 @@ pub async fn create(
             .unwrap_or_default(),
         manual_resume: input.manual_resume,
     };
+    super::policy::check_escalation(&app, &caller.client, &config.alert_policy, "alert_policy.").await?;
     let defaults = app.client_defaults(&caller.client).await?;
     let command = MonitorCommand::Create { client: caller.client.clone(), slug: input.slug.clone(), config, defaults };
     let stream = streams::monitor(&caller.client, &input.slug);
@@ -227,6 +228,7 @@ pub async fn update(
     }
     if let Some(policy) = &input.alert_policy {
         config.alert_policy = policy.to_policy("alert_policy.")?;
+        super::policy::check_escalation(&app, &caller.client, &config.alert_policy, "alert_policy.").await?;
     }
     if let Some(manual) = input.manual_resume {
         config.manual_resume = manual;

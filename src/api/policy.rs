@@ -77,6 +77,7 @@ pub async fn set_policy(
     let bytes = body::read(&req, payload, app.config.max_body_bytes).await?;
     let input: AlertPolicyInput = body::json(&bytes)?;
     let policy = input.to_policy("")?;
+    check_escalation(&app, &caller.client, &policy, "").await?;
     app.clients.execute(&streams::client(&caller.client), ClientCommand::SetAlertPolicy(policy), None).await?;
     app.apply_client_defaults(&caller.client).await?;
     Ok(Json(policy_out(&app, &caller.client).await?))
@@ -198,6 +199,12 @@ pub async fn add_window(
     };
     for slug in &input.monitors {
         super::monitors::check_slug(slug)?;
+        // A typo would cover nothing and hold nobody's alerts: name only monitors that exist.
+        if !app.monitors.state(&streams::monitor(&caller.client, slug)).await?.exists() {
+            return Err(invalid(&format!(
+                "monitors: no monitor `{slug}`; a window covers existing monitors by slug, or any monitor by tag"
+            )));
+        }
     }
     let window = MaintenanceWindow {
         id: Uuid::new_v4(),
@@ -223,4 +230,27 @@ pub async fn remove_window(app: Data<App>, caller: Caller, id: Path<Uuid>) -> Re
     app.clients.execute(&streams::client(&caller.client), command, None).await?;
     app.apply_client_defaults(&caller.client).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Refuses an `escalate_to` that names a channel the client does not have: a typo would send
+/// an escalation nowhere, without a word.
+pub(crate) async fn check_escalation(
+    app: &App,
+    client: &str,
+    policy: &telltale_domain::policy::AlertPolicy,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    let Some(names) = policy.escalate_to.as_ref().filter(|n| !n.is_empty()) else { return Ok(()) };
+    app.consistent().await;
+    let channels = telltale_projections::models::notifications::channels(&app.read.pool, client).await?;
+    if let Some(unknown) = names.iter().find(|n| !channels.iter().any(|c| &c.name == *n)) {
+        let known: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+        let known =
+            if known.is_empty() { "none yet: add one with POST /v1/channels".to_string() } else { known.join(", ") };
+        return Err(ApiError::unprocessable(
+            "invalid_value",
+            format!("{prefix}escalate_to: no channel `{unknown}` (this client's channels: {known})"),
+        ));
+    }
+    Ok(())
 }

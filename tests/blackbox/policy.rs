@@ -421,3 +421,33 @@ async fn a_failure_inside_its_retry_window_shows_retrying_until_it_pages_or_a_re
     assert_eq!((opened.body["monitor"].as_str(), opened.body["transition"].as_str()), (Some("broken"), Some("opened")));
     assert!(!app.dashboard("/monitors/acme/broken").await.contains("id=\"retrying\""));
 }
+
+/// A name that points nowhere is a typo that would hold or send nothing without a word: an
+/// `escalate_to` channel the client does not have, a window's monitor that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_to_no_channel_or_a_window_over_no_monitor_is_refused_and_nothing_is_kept() {
+    let app = TestApp::spawn().await;
+    app.add_webhook("pager", "http://127.0.0.1:9/hook").await;
+    let head = app.app.store.head().await.unwrap();
+    let typo = json!({"slug": "billing", "schedule": {"every": "5m"}, "alert_policy": {"escalate_to": ["pagr"]}});
+    let refused = app.post("/v1/monitors", typo).await;
+    assert_eq!(refused.status().as_u16(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_value");
+    assert_eq!(body["message"], "alert_policy.escalate_to: no channel `pagr` (this client's channels: pager)");
+    let put = app.http.put(app.url("/v1/alert-policy")).bearer_auth(&app.key).json(&json!({"escalate_to": ["oncall"]}));
+    let body: Value = put.send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["message"], "escalate_to: no channel `oncall` (this client's channels: pager)");
+    let window = json!({"from": "2026-03-01T13:00:00Z", "to": "2026-03-01T14:00:00Z", "monitors": ["biling"]});
+    let body: Value = app.post("/v1/maintenance", window).await.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("monitors: no monitor `biling`"), "{body}");
+    assert_eq!(app.app.store.head().await.unwrap(), head, "nothing was recorded");
+
+    // Spelled right, all three are taken.
+    let good = json!({"slug": "billing", "schedule": {"every": "5m"}, "alert_policy": {"escalate_to": ["pager"]}});
+    assert_eq!(app.post("/v1/monitors", good).await.status().as_u16(), 201);
+    let window = json!({"from": "2026-03-01T13:00:00Z", "to": "2026-03-01T14:00:00Z", "monitors": ["billing"]});
+    assert_eq!(app.post("/v1/maintenance", window).await.status().as_u16(), 201);
+    let put = app.http.put(app.url("/v1/alert-policy")).bearer_auth(&app.key).json(&json!({"escalate_to": ["pager"]}));
+    assert_eq!(put.send().await.unwrap().status().as_u16(), 200);
+}

@@ -51,6 +51,10 @@ struct Scenario {
     start: Option<DateTime<Utc>>,
     /// When the runner stops and checks, as an offset from `start`.
     end: Offset,
+    /// More webhook channels to the receiver, by name, added before the monitors (which may
+    /// name them in `escalate_to`); the channel `scenario` is always there.
+    #[serde(default)]
+    channels: Vec<String>,
     #[serde(default, rename = "monitor")]
     monitors: Vec<MonitorDef>,
     #[serde(default, rename = "step")]
@@ -431,6 +435,9 @@ async fn play(scenario: &Scenario) -> Observed {
     let app = TestApp::spawn_with(Options { clock: Some(clock), ..Options::default() }).await;
     let receiver = Receiver::start().await;
     app.add_webhook("scenario", &receiver.url).await;
+    for name in &scenario.channels {
+        app.add_webhook(name, &receiver.url).await;
+    }
     let monitors = monitors_of(scenario);
     for m in &monitors {
         let response = app.post("/v1/monitors", m.spec.clone()).await;
