@@ -114,8 +114,16 @@ pub fn render(n: &Notification) -> Text {
     if let Some(last) = &last {
         facts.push(("Last event", last.clone()));
     }
+    if let Some(by) = n.acknowledged_by.as_ref().filter(|_| n.transition != "acknowledged") {
+        facts.push(("Acknowledged by", by.clone()));
+    }
     facts.push(("Client", n.client.clone()));
-    Text { title: title(n), what: n.message.clone(), since, last, quote, link: n.link.clone(), facts }
+    // A title that is the slug already: the alert's message need not say it again.
+    let what = match n.message.strip_prefix(&format!("{}: ", n.monitor)) {
+        Some(rest) if n.monitor_label() == n.monitor => rest.to_string(),
+        _ => n.message.clone(),
+    };
+    Text { title: title(n), what, since, last, quote, link: n.link.clone(), facts }
 }
 
 /// The message as plain text, for channels without formatting (and e-mail).
@@ -272,6 +280,19 @@ mod tests {
         let mut n = notification("resolved");
         n.cause = "flapping".into();
         assert_eq!(title(&n), "Nightly sync is stable again");
+    }
+
+    #[test]
+    fn a_monitor_named_by_its_slug_is_not_named_twice_and_a_resolution_says_who_took_it() {
+        let mut n = notification("resolved");
+        n.monitor_name = None;
+        n.message = "nightly-sync: run r2 completed".into();
+        n.acknowledged_by = Some("ana".into());
+        let t = render(&n);
+        assert_eq!((t.title.as_str(), t.what.as_str()), ("nightly-sync recovered", "run r2 completed"));
+        assert!(t.facts.contains(&("Acknowledged by", "ana".to_string())), "{:?}", t.facts);
+        // With a name of its own, the message keeps the slug (it says which monitor that is).
+        assert_eq!(render(&notification("open")).what, "nightly-sync: run r1 failed with exit code 3");
     }
 
     #[test]
