@@ -609,6 +609,28 @@ async fn users_command(app: &App, command: UsersCommand) -> anyhow::Result<()> {
 
 fn print_audit(audit: &telltale::api::keys::KeyAudit) {
     let time = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    println!("keys of client {}", audit.client);
+    for k in &audit.keys {
+        let mut line = format!("{}  generation {}  scopes {}", k.id, k.generation, k.scopes.join(","));
+        if let Some(label) = &k.label {
+            line.push_str(&format!("  \"{label}\""));
+        }
+        line.push_str(&format!("  issued {}", time(&k.issued_at)));
+        if let Some(at) = &k.rotated_at {
+            line.push_str(&format!("  rotated {}", time(at)));
+        }
+        if let Some(at) = &k.revoked_at {
+            line.push_str(&format!("  revoked {}", time(at)));
+        }
+        if let Some(at) = &k.expires_at {
+            line.push_str(&format!("  expires {}", time(at)));
+        }
+        if let Some(valid) = k.valid {
+            line.push_str(if valid { "  valid then" } else { "  not valid then" });
+        }
+        println!("  {line}");
+    }
+    println!();
     println!("key history of client {}", audit.client);
     for e in &audit.entries {
         let mut line = format!("{}  {:<10}  {}", time(&e.at), e.action, e.key_id);

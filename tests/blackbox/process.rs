@@ -414,8 +414,13 @@ fn the_cli_creates_lists_revokes_and_audits_keys() {
     assert!(list.contains("revoked"), "{list}");
     let (audit, _) = cli(&["audit", "keys", "--client", "acme"]);
     let lines: Vec<&str> = audit.lines().filter(|l| l.contains(id)).collect();
-    assert!(lines[0].contains("issued") && lines[0].contains("by cli"), "{audit}");
-    assert!(lines[1].contains("revoked") && lines[1].contains("by cli"), "{audit}");
+    // Each key's life first (scopes, label, when issued and revoked), then every change.
+    assert!(
+        lines[0].contains("scopes ingest") && lines[0].contains("\"web\"") && lines[0].contains("revoked 20"),
+        "{audit}"
+    );
+    assert!(lines[1].contains("issued") && lines[1].contains("by cli"), "{audit}");
+    assert!(lines[2].contains("revoked") && lines[2].contains("by cli"), "{audit}");
     let (at, _) = cli(&["audit", "keys", "--client", "acme", "--at", "2000-01-01T00:00:00Z"]);
     assert!(at.contains("no key was valid at 2000-01-01T00:00:00Z"), "{at}");
     let (json, _) = cli(&["audit", "keys", "--client", "acme", "--json"]);
