@@ -166,7 +166,7 @@ pub async fn list(app: Data<App>, caller: Caller, query: Query<AlertQuery>) -> R
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgeInput {
-    /// Who takes it (default: the key's label or id).
+    /// Who takes it (default: `key:<the key's id>`, as the key audit names a key).
     #[schema(example = "ana")]
     pub by: Option<String>,
     #[schema(example = "looking into it")]
@@ -193,7 +193,7 @@ pub async fn acknowledge(
     let input: AcknowledgeInput =
         if bytes.iter().all(u8::is_ascii_whitespace) { AcknowledgeInput::default() } else { body::json(&bytes)? };
     let alert_id = id.into_inner();
-    let by = input.by.or_else(|| Some(format!("key {}", caller.key_id)));
+    let by = input.by.or_else(|| Some(format!("key:{}", caller.key_id)));
     let alert = acknowledge_alert(&app, &caller.client, alert_id, by, input.note).await?;
     Ok(Json(alert))
 }
