@@ -354,8 +354,8 @@ async fn run() -> anyhow::Result<()> {
             if !app.client_exists(&client).await? {
                 anyhow::bail!("no client `{client}`; `telltale clients list` shows the registered ones");
             }
-            let keys = telltale_projections::models::clients::list_keys(&app.read.pool, Some(&client)).await?;
-            let Some(key) = keys.into_iter().find(|k| k.key_id == key_id) else {
+            let key = telltale_projections::models::clients::find_key(&app.read.pool, &key_id).await?;
+            let Some(key) = key.filter(|k| k.client == client) else {
                 anyhow::bail!(
                     "client `{client}` has no key `{key_id}`; `telltale keys list --client {client}` lists them"
                 );

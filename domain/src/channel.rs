@@ -438,17 +438,15 @@ pub fn redact_config(kind: &str, config: &Value) -> Value {
     let out = obj
         .iter()
         .map(|(name, value)| {
-            let secret = spec.iter().find(|f| f.name == name).is_none_or(|f| f.secret);
-            let is_url = spec.iter().find(|f| f.name == name).is_some_and(|f| matches!(f.ty, FieldType::Url));
-            let shown = if !secret {
-                match (is_url, value.as_str()) {
-                    // A receiver's own credential in its URL (`?token=…`, `user:pass@`) is hidden.
-                    (true, Some(url)) => Value::String(redact_url_credentials(url)),
-                    _ => value.clone(),
-                }
-            } else if let (Some(url), Some(FieldType::Url)) =
-                (value.as_str(), spec.iter().find(|f| f.name == name).map(|f| f.ty))
-            {
+            let field = spec.iter().find(|f| f.name == name);
+            let secret = field.is_none_or(|f| f.secret);
+            let url = value.as_str().filter(|_| field.is_some_and(|f| matches!(f.ty, FieldType::Url)));
+            let shown = if let (false, Some(url)) = (secret, url) {
+                // A receiver's own credential in its URL (`?token=…`, `user:pass@`) is hidden.
+                Value::String(redact_url_credentials(url))
+            } else if !secret {
+                value.clone()
+            } else if let Some(url) = url {
                 // A URL that is itself the secret (Slack's, Discord's): its host says which service.
                 Value::String(redact_url(url))
             } else if let Value::Object(headers) = value {

@@ -69,6 +69,17 @@ pub(super) fn client_picker(path: &str, clients: &[String], chosen: &str) -> Mar
     }
 }
 
+/// A one-button form that posts `client` (and the CSRF token) to `action`.
+pub(super) fn client_action(req: &HttpRequest, action: &str, client: &str, label: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf_field(req))
+            input type="hidden" name="client" value=(client);
+            button type="submit" { (label) }
+        }
+    }
+}
+
 async fn keys_body(
     app: &App,
     req: &HttpRequest,
@@ -101,11 +112,7 @@ async fn keys_body(
                         td { @if let (Some(every), Some(overlap)) = (&k.rotate_every, &k.overlap) { "every " (every) ", overlap " (overlap) } }
                         td {
                             @if k.status != "revoked" && k.status != "expired" {
-                                form.inline method="post" action={ "/keys/" (k.id) "/revoke" } {
-                                    (csrf_field(req))
-                                    input type="hidden" name="client" value=(client);
-                                    button type="submit" { "Revoke" }
-                                }
+                                (client_action(req, &format!("/keys/{}/revoke", k.id), client, "Revoke"))
                             }
                         }
                     }
@@ -187,16 +194,17 @@ async fn create(
     Ok(response)
 }
 
+/// A form that names the client it acts on.
 #[derive(Debug, Deserialize)]
-pub struct RevokeForm {
-    client: String,
+pub struct ClientForm {
+    pub(super) client: String,
 }
 
 async fn revoke(
     app: Data<App>,
     SignedIn(person): SignedIn,
     key_id: Path<String>,
-    form: Form<RevokeForm>,
+    form: Form<ClientForm>,
 ) -> Result<HttpResponse, ApiError> {
     if managed(&app, &person, Some(&form.client)).await?.is_none() {
         return Ok(not_found_page());

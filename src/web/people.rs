@@ -11,7 +11,7 @@ use serde::Deserialize;
 use telltale_domain::users::Role;
 
 use super::auth::{SignedIn, csrf_field, nav, not_found_page};
-use super::keys::{client_picker, managed, time};
+use super::keys::{ClientForm, client_action, client_picker, managed, time};
 use super::page_with;
 use crate::api::ApiError;
 use crate::app::App;
@@ -67,17 +67,9 @@ async fn people_body(
                         td { @if user.password_hash.is_some() { "set" } @else { span.muted { "waiting for their link" } } }
                         td { @if let Some(until) = user.locked_until.filter(|u| *u > now) { (time(Some(until))) } }
                         td {
-                            form.inline method="post" action={ "/people/" (name) "/link" } {
-                                (csrf_field(req))
-                                input type="hidden" name="client" value=(client);
-                                button type="submit" { "New sign-in link" }
-                            }
+                            (client_action(req, &format!("/people/{name}/link"), client, "New sign-in link"))
                             @if name.as_str() != person.name {
-                                form.inline method="post" action={ "/people/" (name) "/remove" } {
-                                    (csrf_field(req))
-                                    input type="hidden" name="client" value=(client);
-                                    button type="submit" { "Remove" }
-                                }
+                                (client_action(req, &format!("/people/{name}/remove"), client, "Remove"))
                             }
                         }
                     }
@@ -165,11 +157,6 @@ async fn add(
     }
     .await;
     answer(&app, &req, &person, managed, outcome).await
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ClientForm {
-    client: String,
 }
 
 /// The person `name` of `client`, when `person` manages that client.
