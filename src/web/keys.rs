@@ -178,20 +178,26 @@ async fn create(
     }
     .await;
     let list = keys_body(&app, &req, &person, &clients, &client).await?;
-    let body = match issued {
-        Ok(key) => html! {
-            div #issued {
-                h2 { "New key " code { (key.key_id) } }
-                p.alert { "Copy it now: it is shown only this once." }
-                p.key #new-key-token { (key.token) }
-            }
-            (list)
-        },
+    let shown = issued.map(|key| {
+        html! {
+            h2 { "New key " code { (key.key_id) } }
+            p.alert { "Copy it now: it is shown only this once." }
+            p.key #new-key-token { (key.token) }
+        }
+    });
+    Ok(shown_once("Keys", shown, list))
+}
+
+/// A page answering a form: what it issued (a secret, shown this once) or the problem, above
+/// `list`. Never stored by the browser or a proxy.
+pub(super) fn shown_once(title: &str, shown: Result<Markup, ApiError>, list: Markup) -> HttpResponse {
+    let body = match shown {
+        Ok(shown) => html! { div #issued { (shown) } (list) },
         Err(e) => html! { p.alert #problem { (e.message) } (list) },
     };
-    let mut response = page_with("Keys", body, false);
+    let mut response = page_with(title, body, false);
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }
 
 /// A form that names the client it acts on.

@@ -3,7 +3,7 @@
 //! someone a new link (a forgotten password), and remove someone (their sessions end at once).
 //! Operators are made on the command line only (`telltale users add NAME --operator`).
 
-use actix_web::http::header::{CACHE_CONTROL, HeaderValue, LOCATION};
+use actix_web::http::header::LOCATION;
 use actix_web::web::{self, Data, Form, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use maud::{Markup, html};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use telltale_domain::users::Role;
 
 use super::auth::{SignedIn, csrf_field, nav, not_found_page};
-use super::keys::{ClientForm, client_action, client_picker, managed, time};
+use super::keys::{ClientForm, client_action, client_picker, managed, shown_once, time};
 use super::page_with;
 use crate::api::ApiError;
 use crate::app::App;
@@ -111,21 +111,15 @@ async fn answer(
     outcome: Result<(String, String), ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let list = people_body(app, req, person, &clients, &client).await?;
-    let body = match outcome {
-        Ok((name, token)) => html! {
-            div #issued {
-                h2 { "A sign-in link for " (name) }
-                p.alert { "Send it to them now: it is shown only this once, works once, within "
-                    (LINK_LIFETIME.num_hours()) " h, and lets them choose a password." }
-                p.key #sign-in-link { (base_url(app, req)) "/welcome?token=" (token) }
-            }
-            (list)
-        },
-        Err(e) => html! { p.alert #problem { (e.message) } (list) },
-    };
-    let mut response = page_with("People", body, false);
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    let shown = outcome.map(|(name, token)| {
+        html! {
+            h2 { "A sign-in link for " (name) }
+            p.alert { "Send it to them now: it is shown only this once, works once, within "
+                (LINK_LIFETIME.num_hours()) " h, and lets them choose a password." }
+            p.key #sign-in-link { (base_url(app, req)) "/welcome?token=" (token) }
+        }
+    });
+    Ok(shown_once("People", shown, list))
 }
 
 #[derive(Debug, Deserialize)]
